@@ -1,0 +1,527 @@
+//! The FUSE adapter: fuser's `Filesystem` over any [`Backend`], and nothing more.
+//!
+//! Each handler converts the request, calls the backend inside [`Adapter::guard`] and
+//! converts the answer. `guard` turns a panic into EIO: fuser ends the whole session on a
+//! panic, which would unmount the volume under a pod. This module is the only one that
+//! knows fuser, so another FUSE crate could replace it.
+
+mod convert;
+mod options;
+
+pub use options::{FSTYPE, kernel_config, mount};
+
+use crate::fs::{Backend, DirEntry, Result, SetAttr};
+use convert::{attr, caller, errno, time};
+use fuser::*;
+use std::cell::RefCell;
+use std::ffi::OsStr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// How long the kernel may trust names and attributes without asking again. Backends
+/// are the only writers of their volume (the disk backend's backing directory belongs to
+/// the daemon), so this only bounds how stale a view can be after a daemon restart.
+const TTL: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Per-thread buffer for read replies, so reads do not allocate.
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+pub struct Adapter<B: Backend> {
+    backend: B,
+}
+
+impl<B: Backend> Adapter<B> {
+    pub fn new(backend: B) -> Self {
+        Adapter { backend }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Runs one backend call; a panic inside it answers EIO and keeps the mount up.
+    fn guard<T>(&self, op: &str, f: impl FnOnce(&B) -> Result<T>) -> Result<T> {
+        match catch_unwind(AssertUnwindSafe(|| f(&self.backend))) {
+            Ok(r) => r,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                log::error!("{op}: handler panicked ({msg}); answered EIO");
+                Err(crate::fs::Errno::EIO)
+            }
+        }
+    }
+}
+
+macro_rules! answer {
+    ($reply:expr, $result:expr, |$v:pat_param| $ok:expr) => {
+        match $result {
+            Ok($v) => $ok,
+            Err(e) => $reply.error(errno(e)),
+        }
+    };
+}
+
+fn entry(reply: ReplyEntry, r: Result<crate::fs::Attr>) {
+    answer!(reply, r, |a| reply.entry(&TTL, &attr(&a), Generation(0)))
+}
+
+fn empty(reply: ReplyEmpty, r: Result<()>) {
+    answer!(reply, r, |()| reply.ok())
+}
+
+fn opened(o: &crate::fs::Opened) -> (FileHandle, FopenFlags) {
+    let flags = if o.keep_cache {
+        FopenFlags::FOPEN_KEEP_CACHE
+    } else {
+        FopenFlags::empty()
+    };
+    (FileHandle(o.fh), flags)
+}
+
+impl<B: Backend> Filesystem for Adapter<B> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        kernel_config(config);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        entry(reply, self.guard("lookup", |b| b.lookup(parent.0, name)))
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let _ = self.guard("forget", |b| {
+            b.forget(ino.0, nlookup);
+            Ok(())
+        });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let r = self.guard("getattr", |b| b.getattr(ino.0));
+        answer!(reply, r, |a| reply.attr(&TTL, &attr(&a)))
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time),
+            mtime: mtime.map(time),
+            ctime,
+        };
+        let r = self.guard("setattr", |b| b.setattr(ino.0, fh.map(|f| f.0), &set));
+        answer!(reply, r, |a| reply.attr(&TTL, &attr(&a)))
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let r = self.guard("readlink", |b| b.readlink(ino.0));
+        answer!(reply, r, |t| reply.data(&t))
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        entry(
+            reply,
+            self.guard("mknod", |b| {
+                b.mknod(&caller(req), parent.0, name, mode, rdev)
+            }),
+        )
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        entry(
+            reply,
+            self.guard("mkdir", |b| b.mkdir(&caller(req), parent.0, name, mode)),
+        )
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(reply, self.guard("unlink", |b| b.unlink(parent.0, name)))
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(reply, self.guard("rmdir", |b| b.rmdir(parent.0, name)))
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let target = target.as_os_str();
+        entry(
+            reply,
+            self.guard("symlink", |b| {
+                b.symlink(&caller(req), parent.0, link_name, target)
+            }),
+        )
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.guard("rename", |b| {
+            b.rename(parent.0, name, newparent.0, newname, flags.bits())
+        });
+        empty(reply, r)
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        entry(
+            reply,
+            self.guard("link", |b| b.link(ino.0, newparent.0, newname)),
+        )
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let r = self.guard("open", |b| b.open(ino.0, flags.0));
+        answer!(reply, r, |o| {
+            let (fh, f) = opened(&o);
+            reply.opened(fh, f)
+        })
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        READ_BUF.with_borrow_mut(|buf| {
+            let r = self.guard("read", |b| b.read(ino.0, fh.0, offset, size, buf));
+            answer!(reply, r, |()| reply.data(buf))
+        })
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let r = self.guard("write", |b| b.write(ino.0, fh.0, offset, data));
+        answer!(reply, r, |n| reply.written(n))
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.guard("flush", |b| b.flush(ino.0, fh.0)))
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        empty(reply, self.guard("release", |b| b.release(ino.0, fh.0)))
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        empty(
+            reply,
+            self.guard("fsync", |b| b.fsync(ino.0, fh.0, datasync)),
+        )
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let r = self.guard("opendir", |b| b.opendir(ino.0));
+        answer!(reply, r, |fh| reply
+            .opened(FileHandle(fh), FopenFlags::empty()))
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let r = self.guard("readdir", |b| {
+            let mut add = |e: &DirEntry<'_>| {
+                !reply.add(INodeNo(e.ino), e.next_offset, convert::kind(e.kind), e.name)
+            };
+            b.readdir(ino.0, fh.0, offset, false, &mut add)
+        });
+        answer!(reply, r, |()| reply.ok())
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let r = self.guard("readdirplus", |b| {
+            let mut add = |e: &DirEntry<'_>| {
+                let a = e
+                    .attr
+                    .as_ref()
+                    .map(attr)
+                    .expect("readdirplus entries carry attributes");
+                !reply.add(
+                    INodeNo(e.ino),
+                    e.next_offset,
+                    e.name,
+                    &TTL,
+                    &a,
+                    Generation(0),
+                )
+            };
+            b.readdir(ino.0, fh.0, offset, true, &mut add)
+        });
+        answer!(reply, r, |()| reply.ok())
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        empty(
+            reply,
+            self.guard("releasedir", |b| b.releasedir(ino.0, fh.0)),
+        )
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ds: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok()
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let r = self.guard("statfs", |b| Ok(b.statfs()));
+        answer!(reply, r, |s| reply.statfs(
+            s.blocks,
+            s.blocks_free,
+            s.blocks_avail,
+            s.files,
+            s.files_free,
+            s.block_size,
+            s.name_max,
+            s.block_size
+        ))
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        empty(
+            reply,
+            self.guard("setxattr", |b| b.setxattr(ino.0, name, value, flags)),
+        )
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        xattr_reply(
+            reply,
+            size,
+            self.guard("getxattr", |b| b.getxattr(ino.0, name)),
+        )
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        xattr_reply(reply, size, self.guard("listxattr", |b| b.listxattr(ino.0)))
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(
+            reply,
+            self.guard("removexattr", |b| b.removexattr(ino.0, name)),
+        )
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        reply.ok() // default_permissions: the kernel has checked
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = self.guard("create", |b| {
+            b.create(&caller(req), parent.0, name, mode, flags)
+        });
+        answer!(reply, r, |(a, o)| {
+            let (fh, f) = opened(&o);
+            reply.created(&TTL, &attr(&a), Generation(0), fh, f)
+        })
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        empty(
+            reply,
+            self.guard("fallocate", |b| {
+                b.fallocate(ino.0, fh.0, offset, length, mode)
+            }),
+        )
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let r = self.guard("lseek", |b| b.lseek(ino.0, fh.0, offset, whence));
+        answer!(reply, r, |o| reply.offset(o))
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let r = self.guard("copy_file_range", |b| {
+            b.copy_file_range(
+                ino_in.0, fh_in.0, offset_in, ino_out.0, fh_out.0, offset_out, len,
+            )
+        });
+        answer!(reply, r, |n| reply.written(n))
+    }
+}
+
+/// Answers a getxattr/listxattr: the size when asked for 0 bytes, ERANGE when the
+/// caller's buffer is too small, else the bytes.
+fn xattr_reply(reply: ReplyXattr, size: u32, r: Result<Vec<u8>>) {
+    answer!(reply, r, |v| {
+        if size == 0 {
+            reply.size(v.len() as u32)
+        } else if v.len() > size as usize {
+            reply.error(fuser::Errno::ERANGE)
+        } else {
+            reply.data(&v)
+        }
+    })
+}

@@ -1,0 +1,22 @@
+//! emptydirfs: a FUSE filesystem that serves Kubernetes emptyDir volumes with hard size
+//! and inode limits.
+//!
+//! # Layout
+//! - [`fs`]: the backend contract ([`fs::Backend`]), its types and errno, the volume's
+//!   usage counters ([`fs::usage`]) and checks shared by all backends;
+//! - [`memory`]: the `Memory` medium, an in-memory inode table;
+//! - [`fuse`]: the thin adapter from fuser's `Filesystem` to any backend, and the mount
+//!   options and kernel features;
+//! - [`serve`]: the `serve` command: mount point checks, mounting, signals, shutdown;
+//! - [`mounts`]: the mount table and unmounting;
+//! - [`quantity`]: Kubernetes quantities (`64Mi`, `1e9`);
+//! - [`cli`], [`error`]: arguments, failures and exit codes. `main.rs` only dispatches.
+
+pub mod cli;
+pub mod error;
+pub mod fs;
+pub mod fuse;
+pub mod memory;
+pub mod mounts;
+pub mod quantity;
+pub mod serve;

@@ -1,0 +1,147 @@
+//! `emptydirfs serve`: mount one volume and serve it until SIGTERM or SIGINT.
+//!
+//! Shutdown is ours, not fuser's (its unmount fails while the mount is busy): on a signal
+//! the volume is unmounted, lazily if a file is open or a shell sits in it, and the
+//! process exits 0. Exiting closes `/dev/fuse`, which ends a lazily detached mount too.
+
+mod mountpoint;
+mod signals;
+
+use crate::error::{Failure, failed, invalid};
+use crate::fs::Backend;
+use crate::fuse;
+use crate::memory::MemoryFs;
+use crate::mounts::{self, Unmounted};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The media `serve` can back a volume with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Medium {
+    /// An in-memory inode table (Kubernetes medium `Memory`).
+    Memory,
+}
+
+/// What `serve` was asked for.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub medium: Medium,
+    pub mountpoint: PathBuf,
+    /// Bytes; `None` means tmpfs's default, half of physical memory.
+    pub size_limit: Option<u64>,
+    /// Inodes; `None` means tmpfs's default, half the number of physical memory pages.
+    pub inode_limit: Option<u64>,
+    /// Request threads; `None` means one per CPU (at least 2, at most 8).
+    pub threads: Option<usize>,
+}
+
+fn physical_pages() -> u64 {
+    u64::try_from(unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) }).unwrap_or(0)
+}
+
+/// tmpfs's default `size`: half of physical memory.
+pub fn default_size_limit() -> u64 {
+    physical_pages() * 4096 / 2
+}
+
+/// tmpfs's default `nr_inodes`: half the number of physical pages.
+pub fn default_inode_limit() -> u64 {
+    physical_pages() / 2
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8)
+}
+
+enum Event {
+    Signal(i32),
+    Ended(std::io::Result<()>),
+}
+
+/// Mounts the volume and serves it; returns when it has been unmounted.
+pub fn serve(opts: &ServeOptions) -> Result<(), Failure> {
+    let mountpoint = mountpoint::check(&opts.mountpoint)?;
+    let size = opts.size_limit.unwrap_or_else(default_size_limit);
+    let inodes = opts.inode_limit.unwrap_or_else(default_inode_limit);
+    if inodes < 1 {
+        return Err(invalid(
+            "--inode-limit must be at least 1 (the root directory)",
+        ));
+    }
+    let backend = match opts.medium {
+        Medium::Memory => MemoryFs::new(size, inodes),
+    };
+    run(
+        backend,
+        &mountpoint,
+        opts.threads.unwrap_or_else(default_threads),
+        size,
+        inodes,
+    )
+}
+
+fn run<B: Backend>(
+    backend: B,
+    mountpoint: &Path,
+    threads: usize,
+    size: u64,
+    inodes: u64,
+) -> Result<(), Failure> {
+    let signals = signals::block().map_err(|e| failed(format!("blocking signals: {e}")))?;
+    let medium = backend.medium();
+    let session = fuse::mount(backend, mountpoint, threads)
+        .map_err(|e| failed(format!("mounting {}: {e}", mountpoint.display())))?;
+    log::info!(
+        "serving {} ({medium}, {size} bytes, {inodes} inodes, {threads} threads)",
+        mountpoint.display()
+    );
+    let (tx, rx) = mpsc::channel();
+    let ended = tx.clone();
+    std::thread::Builder::new()
+        .name("session".into())
+        .spawn(move || ended.send(Event::Ended(session.run())))
+        .map_err(|e| failed(format!("starting the session: {e}")))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || tx.send(Event::Signal(signals.wait())))
+        .map_err(|e| failed(format!("starting the signal thread: {e}")))?;
+
+    match rx.recv() {
+        Ok(Event::Signal(sig)) => {
+            log::info!("signal {sig}: unmounting {}", mountpoint.display());
+            shut_down(mountpoint)?;
+            // A clean unmount ends the session at once; a lazy one only when the last
+            // file is closed, so do not wait long: exiting aborts the connection.
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+            Ok(())
+        }
+        Ok(Event::Ended(Ok(()))) | Err(_) => {
+            log::info!("{} was unmounted; exiting", mountpoint.display());
+            Ok(())
+        }
+        Ok(Event::Ended(Err(e))) => Err(failed(format!("session ended: {e}"))),
+    }
+}
+
+/// Unmounts our volume, lazily if it is busy, unless something else is mounted there now.
+fn shut_down(mountpoint: &Path) -> Result<(), Failure> {
+    match mounts::mounted_at(mountpoint) {
+        Ok(Some(m)) if m.fstype == fuse::FSTYPE => {}
+        Ok(_) => return Ok(()), // already unmounted by someone else
+        Err(e) => return Err(failed(format!("reading the mount table: {e}"))),
+    }
+    match mounts::unmount(mountpoint) {
+        Ok(Unmounted::Lazy) => {
+            log::warn!(
+                "{} was busy: detached lazily; open files now fail",
+                mountpoint.display()
+            );
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(failed(format!("unmounting {}: {e}", mountpoint.display()))),
+    }
+}

@@ -1,0 +1,31 @@
+//! SIGINT and SIGTERM, received by one thread with `sigwait`.
+//!
+//! [`block`] must run before any other thread starts, so every thread inherits the
+//! blocked mask and the signals wait for [`wait`] instead of killing the process.
+
+use std::io;
+
+pub struct Signals(libc::sigset_t);
+
+/// Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts later).
+pub fn block() -> io::Result<Signals> {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        match libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) {
+            0 => Ok(Signals(set)),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+impl Signals {
+    /// Waits for one of the signals; returns its number.
+    pub fn wait(&self) -> i32 {
+        let mut sig = 0;
+        unsafe { libc::sigwait(&self.0, &mut sig) };
+        sig
+    }
+}
