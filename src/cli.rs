@@ -28,10 +28,10 @@ pub struct ServeArgs {
     #[arg(long, value_enum)]
     pub medium: Medium,
     /// Hard size limit, a Kubernetes quantity (64Mi, 1Gi, 500M, 1e9); default: half of RAM.
-    #[arg(long, value_name = "QUANTITY", value_parser = quantity::parse_positive)]
+    #[arg(long, value_name = "QUANTITY", allow_hyphen_values = true, value_parser = quantity::parse_positive)]
     pub size_limit: Option<u64>,
     /// Hard limit on files, directories and other inodes; default: as tmpfs (RAM pages / 2).
-    #[arg(long, value_name = "N", value_parser = quantity::parse_positive)]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = quantity::parse_positive)]
     pub inode_limit: Option<u64>,
     /// Threads serving requests; default: one per CPU, between 2 and 8.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]

@@ -2,6 +2,7 @@
 
 use crate::fs::{Attr, Caller, Errno, FileKind, SetTime};
 use fuser::{FileAttr, FileType, INodeNo, Request, TimeOrNow};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub fn kind(k: FileKind) -> FileType {
     match k {
@@ -38,7 +39,20 @@ pub fn attr(a: &Attr) -> FileAttr {
 pub fn time(t: TimeOrNow) -> SetTime {
     match t {
         TimeOrNow::Now => SetTime::Now,
-        TimeOrNow::SpecificTime(t) => SetTime::At(t),
+        TimeOrNow::SpecificTime(t) => SetTime::At(before_epoch_fixed(t)),
+    }
+}
+
+/// fuser 0.18 reads a time before 1970 given as (`-s`, `ns`), which means `-s + ns`, as
+/// `-(s + ns)` (its own TODO in `time.rs`). Undo that: `-s - ns` becomes `-s + ns`.
+/// fuser is pinned to =0.18.0; `posix::utimensat_nanoseconds` checks this.
+pub fn before_epoch_fixed(t: SystemTime) -> SystemTime {
+    match UNIX_EPOCH.duration_since(t) {
+        Ok(d) if d.subsec_nanos() != 0 => {
+            UNIX_EPOCH - Duration::from_secs(d.as_secs())
+                + Duration::from_nanos(d.subsec_nanos().into())
+        }
+        _ => t,
     }
 }
 

@@ -132,7 +132,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
             size,
             atime: atime.map(time),
             mtime: mtime.map(time),
-            ctime,
+            ctime: ctime.map(convert::before_epoch_fixed),
         };
         let r = self.guard("setattr", |b| b.setattr(ino.0, fh.map(|f| f.0), &set));
         answer!(reply, r, |a| reply.attr(&TTL, &attr(&a)))

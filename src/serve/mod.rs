@@ -40,9 +40,9 @@ fn physical_pages() -> u64 {
     u64::try_from(unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) }).unwrap_or(0)
 }
 
-/// tmpfs's default `size`: half of physical memory.
+/// tmpfs's default `size`: half of physical memory, in whole pages.
 pub fn default_size_limit() -> u64 {
-    physical_pages() * 4096 / 2
+    physical_pages() / 2 * 4096
 }
 
 /// tmpfs's default `nr_inodes`: half the number of physical pages.

@@ -1,0 +1,127 @@
+//! The `serve` command as an operator meets it: bad input, mount points, signals.
+
+use crate::harness::*;
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn serve(args: &[&str], mnt: &std::path::Path) -> std::process::Output {
+    Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .arg(mnt)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_quantities_are_refused_before_mounting() {
+    let tmp = TempDir::new("cli");
+    for q in ["12Zi", "-1", "1.5.2Gi", "", "0", "16Ei", "lots"] {
+        let out = serve(&["--medium", "memory", "--size-limit", q], tmp.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{q:?}: {err}");
+        assert!(
+            err.contains(&format!("{q:?}")),
+            "the message names {q:?}: {err}"
+        );
+        assert!(!is_mounted(tmp.path()));
+    }
+    let out = serve(&["--medium", "memory", "--inode-limit", "ten"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    let out = serve(&["--medium", "floppy"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    let out = serve(&["--medium", "memory", "--bogus"], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bad_mount_points_are_refused() {
+    let tmp = TempDir::new("cli");
+    let missing = tmp.path().join("missing");
+    let out = serve(&["--medium", "memory"], &missing);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    assert!(!missing.exists(), "nothing created");
+    let file = tmp.path().join("file");
+    fs::write(&file, b"keep me").unwrap();
+    let out = serve(&["--medium", "memory"], &file);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a directory"));
+    assert_eq!(fs::read(&file).unwrap(), b"keep me");
+    let v = Volume::memory();
+    fs::write(v.path("data"), b"still here").unwrap();
+    let out = serve(&["--medium", "memory"], &v.mnt);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already a mount point"));
+    assert_eq!(
+        fs::read(v.path("data")).unwrap(),
+        b"still here",
+        "the existing volume is untouched"
+    );
+}
+
+#[test]
+fn sigterm_unmounts_even_with_open_files_and_a_shell_inside() {
+    let mut v = Volume::memory();
+    fs::write(v.path("open"), b"x").unwrap();
+    let held = fs::File::open(v.path("open")).unwrap();
+    let mut shell = Command::new("sleep")
+        .arg("60")
+        .current_dir(&v.mnt)
+        .spawn()
+        .unwrap();
+    let status = v.stop_with(libc::SIGTERM);
+    let _ = shell.kill();
+    let _ = shell.wait();
+    assert_eq!(status.code(), Some(0), "{}", v.log_text());
+    assert!(!is_mounted(&v.mnt), "the volume is unmounted");
+    let mut buf = [0u8; 1];
+    let r = std::os::unix::fs::FileExt::read_at(&held, &mut buf, 0);
+    assert!(
+        r.is_err(),
+        "a file held open fails once the daemon is gone, it does not hang"
+    );
+}
+
+#[test]
+fn sigint_unmounts_and_exits_zero() {
+    let mut v = Volume::memory();
+    assert_eq!(v.stop_with(libc::SIGINT).code(), Some(0));
+    assert!(!is_mounted(&v.mnt));
+}
+
+#[test]
+fn external_unmount_ends_the_daemon() {
+    let mut v = Volume::memory();
+    run(Command::new("umount").arg(&v.mnt));
+    let mut child = v.take_child();
+    let status =
+        wait_timeout(&mut child, Duration::from_secs(10)).expect("daemon exits after umount");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn mount_and_df_name_the_volume() {
+    let v = Volume::memory();
+    let mount = run(&mut Command::new("mount"));
+    let line = mount
+        .lines()
+        .find(|l| l.contains(&*v.mnt.to_string_lossy()))
+        .unwrap();
+    assert!(
+        line.starts_with("emptydirfs-memory on ") && line.contains("type fuse.emptydirfs"),
+        "{line}"
+    );
+    assert!(
+        line.contains("nosuid") && line.contains("nodev") && line.contains("allow_other"),
+        "{line}"
+    );
+    let df = run(Command::new("df").arg("-h").arg(&v.mnt));
+    let row = df.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("emptydirfs-memory") && row.contains(" 64M "),
+        "{row}"
+    );
+}

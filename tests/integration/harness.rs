@@ -1,0 +1,284 @@
+//! Test fixtures: temporary directories and mounted volumes that clean up on every path.
+//!
+//! A [`Volume`] runs the real `emptydirfs serve` binary. Its daemon gets SIGTERM when the
+//! test thread that started it ends (`PR_SET_PDEATHSIG`), and `Drop` stops it, falls back
+//! to SIGKILL and a lazy unmount, then removes the temporary directory: a failing or
+//! panicking test leaves no mount, daemon or directory behind.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_emptydirfs");
+
+/// A directory under the system temp dir, removed with its contents on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let template = std::env::temp_dir().join(format!("emptydirfs-{tag}-XXXXXX"));
+        let c = CString::new(template.as_os_str().as_bytes()).unwrap();
+        let raw = c.into_raw();
+        let p = unsafe { libc::mkdtemp(raw) };
+        let c = unsafe { CString::from_raw(raw) };
+        assert!(!p.is_null(), "mkdtemp: {}", io::Error::last_os_error());
+        let dir = TempDir(PathBuf::from(OsStr::from_bytes(c.as_bytes())));
+        // Tests act as other uids inside: let them through.
+        std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        dir
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Never delete through a mount that is still there: unmount first.
+        for m in mounts_below(&self.0) {
+            lazy_unmount(&m);
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Mount points at or below `dir`, deepest first.
+pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    found
+}
+
+pub fn is_mounted(path: &Path) -> bool {
+    mounts_below(path).iter().any(|p| p == path)
+}
+
+pub fn lazy_unmount(path: &Path) {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+}
+
+/// The media a volume can be served from, each a configuration the shared cases run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Medium {
+    Memory,
+}
+
+impl Medium {
+    pub fn name(self) -> &'static str {
+        match self {
+            Medium::Memory => "memory",
+        }
+    }
+}
+
+/// A mounted volume served by its own daemon.
+pub struct Volume {
+    pub mnt: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+    _dir: TempDir,
+}
+
+/// Starts `emptydirfs` with `args`, its daemon tied to the calling thread's life.
+pub fn spawn_daemon(args: &[&OsStr], log: &Path) -> Child {
+    let log_file = std::fs::File::create(log).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file);
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn().expect("starting emptydirfs")
+}
+
+impl Volume {
+    /// A volume of `medium` with extra `serve` flags; 64 MiB unless `--size-limit` is given.
+    pub fn start(medium: Medium, flags: &[&str]) -> Volume {
+        let mut all = flags.to_vec();
+        if !flags.contains(&"--size-limit") {
+            all.extend(["--size-limit", "64Mi"]);
+        }
+        Volume::start_exact(medium, &all)
+    }
+
+    /// A volume of `medium` with exactly these `serve` flags.
+    pub fn start_exact(medium: Medium, flags: &[&str]) -> Volume {
+        let dir = TempDir::new(medium.name());
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let log = dir.path().join("daemon.log");
+        let mut args: Vec<&OsStr> = vec![
+            "serve".as_ref(),
+            "--medium".as_ref(),
+            medium.name().as_ref(),
+        ];
+        args.extend(flags.iter().map(OsStr::new));
+        args.push(mnt.as_os_str());
+        let child = spawn_daemon(&args, &log);
+        let mut v = Volume {
+            mnt,
+            log,
+            child: Some(child),
+            _dir: dir,
+        };
+        v.wait_mounted();
+        v
+    }
+
+    pub fn memory() -> Volume {
+        Volume::start(Medium::Memory, &[])
+    }
+
+    fn wait_mounted(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !is_mounted(&self.mnt) {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon exited with {status}: {}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "volume not mounted after 10 s: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A path inside the volume.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// Sends `sig` and waits for the daemon to exit.
+    pub fn stop_with(&mut self, sig: i32) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon already stopped");
+        unsafe { libc::kill(child.id() as i32, sig) };
+        wait_timeout(&mut child, Duration::from_secs(10)).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("daemon did not exit within 10 s of signal {sig}");
+        })
+    }
+
+    /// Takes the daemon out of the fixture (the caller then owns its end).
+    pub fn take_child(&mut self) -> Child {
+        self.child.take().expect("daemon already taken")
+    }
+
+    pub fn statvfs(&self) -> libc::statvfs {
+        statvfs(&self.mnt)
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            if wait_timeout(&mut child, Duration::from_secs(5)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if is_mounted(&self.mnt) {
+            lazy_unmount(&self.mnt);
+        }
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn statvfs(path: &Path) -> libc::statvfs {
+    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::statvfs(c.as_ptr(), &mut st) },
+        0,
+        "statvfs {}",
+        path.display()
+    );
+    st
+}
+
+/// Runs a shell command as `uid:gid` (no supplementary groups) through setpriv.
+pub fn sh_as(uid: u32, gid: u32, script: &str) -> Output {
+    Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--clear-groups".into(),
+        ])
+        .args(["sh", "-c", script])
+        .output()
+        .expect("setpriv")
+}
+
+/// Runs a command and returns its stdout; panics with its stderr if it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn sh(script: &str) -> String {
+    run(Command::new("sh").args(["-c", script]))
+}
+
+/// The errno of a failed io::Result, for assertions.
+pub fn errno<T: std::fmt::Debug>(r: io::Result<T>) -> i32 {
+    r.expect_err("expected an error")
+        .raw_os_error()
+        .expect("an OS error")
+}
+
+/// Turns a libc return value into an io::Result.
+pub fn cvt(rc: i64) -> io::Result<i64> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+pub fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}

@@ -1,0 +1,164 @@
+//! Hard limits, end to end: exact fill, ENOSPC from write(2), `df`, concurrent writers,
+//! the inode limit, and space given back.
+
+use crate::harness::*;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+/// `df -B1` numbers of a volume: (size, used, avail).
+fn df(v: &Volume) -> (u64, u64, u64) {
+    let out = run(Command::new("df")
+        .args(["-B1", "--output=size,used,avail"])
+        .arg(&v.mnt));
+    let nums: Vec<u64> = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    (nums[0], nums[1], nums[2])
+}
+
+/// `df -i` numbers of a volume: (inodes, used, free).
+fn df_inodes(v: &Volume) -> (u64, u64, u64) {
+    let out = run(Command::new("df")
+        .args(["--output=itotal,iused,iavail"])
+        .arg(&v.mnt));
+    let nums: Vec<u64> = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    (nums[0], nums[1], nums[2])
+}
+
+fn fill_to_the_limit_exactly(m: Medium) {
+    let v = Volume::start(m, &["--size-limit", "1Mi"]);
+    assert_eq!(df(&v), (1 << 20, 0, 1 << 20));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .open(v.path("fill"))
+        .unwrap();
+    let chunk = vec![0x5A; 100_000];
+    let mut written = 0u64;
+    let err = loop {
+        match f.write(&chunk) {
+            Ok(n) => written += n as u64,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::ENOSPC),
+        "the write(2) that finds no room fails"
+    );
+    assert_eq!(written, 1 << 20, "a volume of 1 MiB holds exactly 1 MiB");
+    f.sync_all()
+        .expect("fsync after ENOSPC succeeds: nothing is pending");
+    drop(f);
+    assert_eq!(df(&v), (1 << 20, 1 << 20, 0));
+    assert!(fs::read(v.path("fill")).unwrap().iter().all(|&b| b == 0x5A));
+    assert_eq!(errno(fs::write(v.path("more"), b"x")), libc::ENOSPC);
+    fs::remove_file(v.path("fill")).unwrap();
+    fs::remove_file(v.path("more")).ok();
+    assert_eq!(
+        df(&v),
+        (1 << 20, 0, 1 << 20),
+        "deleting gives the space back at once"
+    );
+}
+
+fn concurrent_writers_never_pass_the_limit(m: Medium) {
+    let v = Volume::start(m, &["--size-limit", "8Mi"]);
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let bs = [4096, 65536, 1000, 131072, 12345, 1 << 20, 512, 77777][i];
+            Command::new("dd")
+                .args([
+                    "if=/dev/zero",
+                    &format!("of={}/w{i}", v.mnt.display()),
+                    &format!("bs={bs}"),
+                ])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for w in writers {
+        let out = w.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("No space left on device"));
+    }
+    let held: u64 = (0..8)
+        .map(|i| fs::metadata(v.path(&format!("w{i}"))).unwrap().blocks() * 512)
+        .sum();
+    assert_eq!(held, 8 << 20, "the writers together hold exactly the limit");
+    assert_eq!(df(&v), (8 << 20, 8 << 20, 0));
+    for i in 0..8 {
+        fs::remove_file(v.path(&format!("w{i}"))).unwrap();
+    }
+    assert_eq!(df(&v).1, 0);
+}
+
+fn inode_limit(m: Medium) {
+    let v = Volume::start(m, &["--inode-limit", "10"]);
+    assert_eq!(df_inodes(&v), (10, 1, 9), "the root directory is an inode");
+    for i in 0..9 {
+        fs::write(v.path(&format!("f{i}")), b"").unwrap();
+    }
+    assert_eq!(errno(fs::write(v.path("one-more"), b"")), libc::ENOSPC);
+    assert_eq!(errno(fs::create_dir(v.path("dir"))), libc::ENOSPC);
+    assert_eq!(
+        errno(std::os::unix::fs::symlink("x", v.path("link"))),
+        libc::ENOSPC
+    );
+    fs::hard_link(v.path("f0"), v.path("hard")).expect("a hard link takes no inode");
+    assert_eq!(df_inodes(&v), (10, 10, 0));
+    fs::remove_file(v.path("f1")).unwrap();
+    fs::create_dir(v.path("dir")).unwrap();
+}
+
+fn deleting_a_tree_returns_everything(m: Medium) {
+    let v = Volume::start(m, &[]);
+    for d in 0..5 {
+        fs::create_dir_all(v.path(&format!("t/d{d}"))).unwrap();
+        for f in 0..20 {
+            fs::write(v.path(&format!("t/d{d}/f{f}")), vec![1; 10_000 * f]).unwrap();
+        }
+    }
+    assert!(df(&v).1 > 0);
+    fs::remove_dir_all(v.path("t")).unwrap();
+    assert_eq!(df(&v).1, 0);
+    assert_eq!(df_inodes(&v).1, 1);
+}
+
+on_every_medium!(
+    fill_to_the_limit_exactly,
+    concurrent_writers_never_pass_the_limit,
+    inode_limit,
+    deleting_a_tree_returns_everything,
+);
+
+/// Without limits a memory volume is sized as a tmpfs mounted with no options.
+#[test]
+fn memory_defaults_match_tmpfs() {
+    let tmp = TempDir::new("tmpfs");
+    run(Command::new("mount")
+        .args(["-t", "tmpfs", "none"])
+        .arg(tmp.path()));
+    let tmpfs = statvfs(tmp.path());
+    lazy_unmount(tmp.path());
+    let v = Volume::start_exact(Medium::Memory, &[]);
+    let ours = v.statvfs();
+    assert_eq!(
+        ours.f_blocks * ours.f_frsize,
+        tmpfs.f_blocks * tmpfs.f_frsize
+    );
+    assert_eq!(ours.f_files, tmpfs.f_files);
+}

@@ -1,0 +1,24 @@
+//! Integration tests: real FUSE mounts, as root, under temporary directories.
+//!
+//! Each case is a `fn(Medium)` that mounts what it needs; [`on_every_medium!`] runs it on
+//! every backend, so a new backend is one line in that macro and runs every case.
+
+mod harness;
+
+/// Generates, for each listed case, one `#[test]` per medium (`memory::case`, ...).
+macro_rules! on_every_medium {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(#[test]
+            fn $case() {
+                super::$case(crate::harness::Medium::Memory);
+            })*
+        }
+    };
+}
+
+mod cli;
+mod limits;
+mod panic;
+mod posix;
+mod shell;

@@ -1,0 +1,110 @@
+//! The volume used as people and programs use it: ls, stat, df, du, cp -a, tar, sort -T
+//! and fio with verification.
+
+use crate::harness::*;
+use std::fs;
+use std::process::Command;
+
+/// A small tree with data, a symlink, a hard link, odd modes, old times and an xattr.
+fn make_tree(dir: &std::path::Path) {
+    sh(&format!(
+        "cd {} && mkdir -p src/a/b && head -c 300000 /dev/urandom > src/a/blob && echo hi > src/a/b/small \
+         && ln -s ../blob src/a/b/link && ln src/a/blob src/hard && chmod 0640 src/a/blob && chmod 0711 src/a \
+         && touch -d '2001-02-03 04:05:06.789' src/a/b/small && setfattr -n user.tag -v treasure src/a/b/small",
+        dir.display()
+    ));
+}
+
+fn cp_a_and_tar_round_trip(m: Medium) {
+    let v = Volume::start(m, &[]);
+    make_tree(&v.mnt);
+    // cp -a preserves modes, times, links and xattrs; diff sees the same content.
+    sh(&format!(
+        "cd {} && cp -a src copy && diff -r src copy",
+        v.mnt.display()
+    ));
+    let stat = |p: &str| sh(&format!("stat -c '%a %s %h %y' {}", v.path(p).display()));
+    assert_eq!(stat("src/a/b/small"), stat("copy/a/b/small"));
+    assert_eq!(stat("src/a/blob"), stat("copy/a/blob"));
+    assert_eq!(
+        sh(&format!(
+            "getfattr --only-values -n user.tag {}",
+            v.path("copy/a/b/small").display()
+        )),
+        "treasure"
+    );
+    assert_eq!(
+        fs::read_link(v.path("copy/a/b/link")).unwrap(),
+        std::path::Path::new("../blob")
+    );
+    // tar out of the volume and back in.
+    sh(&format!(
+        "cd {0} && tar --xattrs -cf archive.tar src && mkdir out && tar --xattrs -xf archive.tar -C out && diff -r src out/src",
+        v.mnt.display()
+    ));
+    assert_eq!(stat("src/a/b/small"), stat("out/src/a/b/small"));
+}
+
+fn ls_stat_df_du_as_people_use_them(m: Medium) {
+    let v = Volume::start(m, &[]);
+    fs::write(v.path("file"), vec![7; 1 << 20]).unwrap();
+    let ls = sh(&format!("ls -l {}", v.mnt.display()));
+    assert!(
+        ls.contains("-rw-r--r-- 1 root root 1048576") && ls.contains(" file"),
+        "{ls}"
+    );
+    let stat = sh(&format!(
+        "stat -c '%s %b %B %F' {}",
+        v.path("file").display()
+    ));
+    assert_eq!(stat.trim(), "1048576 2048 512 regular file");
+    let du = sh(&format!("du -sh {}", v.mnt.display()));
+    assert!(du.starts_with("1.0M"), "{du}");
+    let df = sh(&format!("df -h {}", v.mnt.display()));
+    let row: Vec<&str> = df.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[1..5], ["64M", "1.0M", "63M", "2%"], "{df}");
+}
+
+fn sort_spills_to_the_volume(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let tmp = TempDir::new("sort");
+    let input = tmp.path().join("input");
+    sh(&format!(
+        "seq 1 400000 | shuf --random-source=/dev/zero > {}",
+        input.display()
+    ));
+    fs::create_dir(v.path("tmp")).unwrap();
+    // A 64 KiB buffer for ~2.7 MB of lines: sort must spill runs into the volume.
+    sh(&format!(
+        "sort -n -S 64K -T {0}/tmp {1} > {0}/sorted && seq 1 400000 | cmp - {0}/sorted",
+        v.mnt.display(),
+        input.display()
+    ));
+}
+
+fn fio_verify(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let job = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fio/verify.fio");
+    let out = Command::new("fio")
+        .arg(format!("--directory={}", v.mnt.display()))
+        .arg(job)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "fio failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("verify:") && text.contains("err= 0"),
+        "{text}"
+    );
+}
+
+on_every_medium!(
+    cp_a_and_tar_round_trip,
+    ls_stat_df_du_as_people_use_them,
+    sort_spills_to_the_volume,
+    fio_verify
+);
