@@ -15,6 +15,8 @@ pub struct Usage {
     inode_limit: u64,
     blocks: AtomicU64,
     inodes: AtomicU64,
+    /// Blocks ever released: only grows, so a sampler never misses a release.
+    released: AtomicU64,
 }
 
 impl Usage {
@@ -25,6 +27,7 @@ impl Usage {
             inode_limit: inodes,
             blocks: AtomicU64::new(0),
             inodes: AtomicU64::new(0),
+            released: AtomicU64::new(0),
         }
     }
 
@@ -51,7 +54,15 @@ impl Usage {
     }
 
     pub fn release_blocks(&self, n: u64) {
-        release(&self.blocks, n);
+        if n > 0 {
+            release(&self.blocks, n);
+            self.released.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Blocks released since the volume started.
+    pub fn released_total(&self) -> u64 {
+        self.released.load(Relaxed)
     }
 
     /// Takes one inode; false when the inode limit is reached.

@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::ffi::OsStr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// How long the kernel may trust names and attributes without asking again. Backends
@@ -30,16 +31,13 @@ thread_local! {
 }
 
 pub struct Adapter<B: Backend> {
-    backend: B,
+    backend: Arc<B>,
 }
 
 impl<B: Backend> Adapter<B> {
-    pub fn new(backend: B) -> Self {
+    /// The backend is shared so that the caller (the daemon, a test) can still reach it.
+    pub fn new(backend: Arc<B>) -> Self {
         Adapter { backend }
-    }
-
-    pub fn backend(&self) -> &B {
-        &self.backend
     }
 
     /// Runs one backend call; a panic inside it answers EIO and keeps the mount up.

@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Filesystem type shown by `mount` and in `/proc/self/mountinfo`.
 pub const FSTYPE: &str = "fuse.emptydirfs";
@@ -30,7 +31,7 @@ fn cstr(b: &[u8]) -> io::Result<CString> {
 /// pods run as many uids), `nodev` and `nosuid` because pods are not trusted, source
 /// `emptydirfs-<medium>` and type `fuse.emptydirfs` so that `mount` and `df` name it.
 pub fn mount<B: Backend>(
-    backend: B,
+    backend: Arc<B>,
     mountpoint: &Path,
     threads: usize,
 ) -> io::Result<Session<Adapter<B>>> {

@@ -3,7 +3,8 @@
 //! - `inode.rs`: one inode, its locks and the lock order;
 //! - `dir.rs`, `file.rs`, `xattr.rs`: what an inode holds;
 //! - `namespace.rs`: lookups, creation, unlink, rename, listing;
-//! - `io.rs`: open files, data, attributes changes.
+//! - `io.rs`: open files, data, attributes changes;
+//! - `reclaim.rs`: returning freed memory to the system.
 //!
 //! # Lifetime of an inode
 //! An inode stays in the table while the kernel holds lookups on it or a directory
@@ -16,7 +17,10 @@ mod file;
 mod inode;
 mod io;
 mod namespace;
+mod reclaim;
 mod xattr;
+
+pub use reclaim::spawn_reclaimer;
 
 use crate::fs::usage::Usage;
 use crate::fs::*;
@@ -108,6 +112,12 @@ impl MemoryFs {
         if inode.released.load(Relaxed) && inode.lookups.load(Relaxed) == 0 {
             self.table.remove(&inode.ino);
         }
+    }
+
+    /// Inodes in the table, for tests of lookup counting: linked ones and unlinked ones
+    /// the kernel still refers to.
+    pub fn inodes_in_table(&self) -> usize {
+        self.table.len()
     }
 
     /// Blocks held by all inodes, found by walking the table: what the usage counter

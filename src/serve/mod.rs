@@ -13,7 +13,7 @@ use crate::fuse;
 use crate::memory::MemoryFs;
 use crate::mounts::{self, Unmounted};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 /// The media `serve` can back a volume with.
@@ -63,6 +63,8 @@ enum Event {
 
 /// Mounts the volume and serves it; returns when it has been unmounted.
 pub fn serve(opts: &ServeOptions) -> Result<(), Failure> {
+    // Before any thread starts, so that every thread inherits the blocked mask.
+    let signals = signals::block().map_err(|e| failed(format!("blocking signals: {e}")))?;
     let mountpoint = mountpoint::check(&opts.mountpoint)?;
     let size = opts.size_limit.unwrap_or_else(default_size_limit);
     let inodes = opts.inode_limit.unwrap_or_else(default_inode_limit);
@@ -72,10 +74,16 @@ pub fn serve(opts: &ServeOptions) -> Result<(), Failure> {
         ));
     }
     let backend = match opts.medium {
-        Medium::Memory => MemoryFs::new(size, inodes),
+        Medium::Memory => {
+            let fs = Arc::new(MemoryFs::new(size, inodes));
+            crate::memory::spawn_reclaimer(&fs)
+                .map_err(|e| failed(format!("starting the reclaimer: {e}")))?;
+            fs
+        }
     };
     run(
         backend,
+        signals,
         &mountpoint,
         opts.threads.unwrap_or_else(default_threads),
         size,
@@ -84,13 +92,13 @@ pub fn serve(opts: &ServeOptions) -> Result<(), Failure> {
 }
 
 fn run<B: Backend>(
-    backend: B,
+    backend: Arc<B>,
+    signals: signals::Signals,
     mountpoint: &Path,
     threads: usize,
     size: u64,
     inodes: u64,
 ) -> Result<(), Failure> {
-    let signals = signals::block().map_err(|e| failed(format!("blocking signals: {e}")))?;
     let medium = backend.medium();
     let session = fuse::mount(backend, mountpoint, threads)
         .map_err(|e| failed(format!("mounting {}: {e}", mountpoint.display())))?;

@@ -18,7 +18,7 @@ macro_rules! on_every_medium {
 }
 
 mod cli;
+mod inprocess;
 mod limits;
-mod panic;
 mod posix;
 mod shell;
