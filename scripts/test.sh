@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs every test: unit tests and the integration tests,
+# which mount real FUSE volumes and so must run as root.
+#
+#   scripts/test.sh [extra cargo test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh: the tests mount filesystems; run it as root" >&2
+    exit 2
+fi
+scripts/install-test-deps.sh
+cargo test --locked "$@"
