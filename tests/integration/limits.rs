@@ -138,7 +138,35 @@ fn deleting_a_tree_returns_everything(m: Medium) {
     assert_eq!(df_inodes(&v).1, 1);
 }
 
+/// Metadata that holds bytes is charged too, so it cannot smuggle data past the limit.
+fn symlinks_and_xattrs_are_charged(m: Medium) {
+    let v = Volume::start(m, &["--size-limit", "64Ki"]);
+    let used = |v: &Volume| df(v).1;
+    std::os::unix::fs::symlink("short", v.path("s")).unwrap();
+    assert_eq!(used(&v), 0, "a short symlink is stored inline");
+    std::os::unix::fs::symlink("l".repeat(300), v.path("l")).unwrap();
+    assert_eq!(used(&v), 4096, "a long symlink takes a block");
+    fs::write(v.path("f"), b"").unwrap();
+    let set = |name: &str, len: usize| {
+        let (p, n) = (cpath(&v.path("f")), std::ffi::CString::new(name).unwrap());
+        let value = vec![7u8; len];
+        cvt(unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), len, 0) } as i64)
+    };
+    set("user.a", 10_000).unwrap();
+    assert_eq!(used(&v), 4 * 4096, "10 KB of xattrs take three blocks");
+    fs::write(v.path("fill"), vec![1; 48 << 10]).unwrap();
+    assert_eq!(used(&v), 64 << 10);
+    assert_eq!(errno(set("user.b", 5000)), libc::ENOSPC);
+    set("user.a", 100).unwrap();
+    assert_eq!(
+        used(&v),
+        56 << 10,
+        "shrinking an xattr gives its blocks back"
+    );
+}
+
 on_every_medium!(
+    symlinks_and_xattrs_are_charged,
     fill_to_the_limit_exactly,
     concurrent_writers_never_pass_the_limit,
     inode_limit,
