@@ -27,10 +27,13 @@ pub struct ServeArgs {
     /// Where the volume's data lives.
     #[arg(long, value_enum)]
     pub medium: Medium,
-    /// Hard size limit, a Kubernetes quantity (64Mi, 1Gi, 500M, 1e9); default: half of RAM.
+    /// The directory a disk volume serves (its data stays there across restarts).
+    #[arg(long, value_name = "DIR", required_if_eq("medium", "disk"))]
+    pub backing: Option<PathBuf>,
+    /// Hard size limit, a Kubernetes quantity (64Mi, 1Gi, 500M, 1e9); default: half of RAM (memory), none of its own (disk).
     #[arg(long, value_name = "QUANTITY", allow_hyphen_values = true, value_parser = quantity::parse_positive)]
     pub size_limit: Option<u64>,
-    /// Hard limit on files, directories and other inodes; default: as tmpfs (RAM pages / 2).
+    /// Hard limit on files, directories and other inodes; default: as tmpfs, RAM pages / 2 (memory), the backing filesystem's (disk).
     #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = quantity::parse_positive)]
     pub inode_limit: Option<u64>,
     /// Threads serving requests; default: one per CPU, between 2 and 8.
@@ -45,6 +48,7 @@ impl ServeArgs {
         ServeOptions {
             medium: self.medium,
             mountpoint: self.mountpoint.clone(),
+            backing: self.backing.clone(),
             size_limit: self.size_limit,
             inode_limit: self.inode_limit,
             threads: self.threads.map(usize::from),

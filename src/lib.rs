@@ -5,6 +5,8 @@
 //! - [`fs`]: the backend contract ([`fs::Backend`]), its types and errno, the volume's
 //!   usage counters ([`fs::usage`]) and checks shared by all backends;
 //! - [`memory`]: the `Memory` medium, an in-memory inode table;
+//! - [`disk`]: the disk medium (kubelet's default), a safe passthrough to a backing
+//!   directory;
 //! - [`fuse`]: the thin adapter from fuser's `Filesystem` to any backend, and the mount
 //!   options and kernel features;
 //! - [`serve`]: the `serve` command: mount point checks, mounting, signals, shutdown;
@@ -13,6 +15,7 @@
 //! - [`cli`], [`error`]: arguments, failures and exit codes. `main.rs` only dispatches.
 
 pub mod cli;
+pub mod disk;
 pub mod error;
 pub mod fs;
 pub mod fuse;

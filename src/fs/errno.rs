@@ -47,6 +47,9 @@ errnos!(
     ENOSYS,
     EMLINK,
     ENODEV,
+    ELOOP,
+    EROFS,
+    ETXTBSY,
 );
 
 impl Errno {

@@ -65,6 +65,12 @@ impl Usage {
         self.released.load(Relaxed)
     }
 
+    /// Counts `n` blocks that were taken without a reservation (a backing filesystem's
+    /// metadata, found only after the fact); usage may then pass the limit by that much.
+    pub fn force_add_blocks(&self, n: u64) {
+        self.blocks.fetch_add(n, Relaxed);
+    }
+
     /// Takes one inode; false when the inode limit is reached.
     pub fn reserve_inode(&self) -> bool {
         reserve(&self.inodes, self.inode_limit, 1, true) == 1

@@ -7,6 +7,7 @@
 mod mountpoint;
 mod signals;
 
+use crate::disk::DiskFs;
 use crate::error::{Failure, failed, invalid};
 use crate::fs::Backend;
 use crate::fuse;
@@ -21,6 +22,8 @@ use std::time::Duration;
 pub enum Medium {
     /// An in-memory inode table (Kubernetes medium `Memory`).
     Memory,
+    /// A backing directory on the node's disk (Kubernetes medium `""`), given by `--backing`.
+    Disk,
 }
 
 /// What `serve` was asked for.
@@ -28,9 +31,13 @@ pub enum Medium {
 pub struct ServeOptions {
     pub medium: Medium,
     pub mountpoint: PathBuf,
-    /// Bytes; `None` means tmpfs's default, half of physical memory.
+    /// The directory a disk volume serves.
+    pub backing: Option<PathBuf>,
+    /// Bytes; `None` means tmpfs's default (half of physical memory) for memory, and no
+    /// limit but the backing filesystem's for disk.
     pub size_limit: Option<u64>,
-    /// Inodes; `None` means tmpfs's default, half the number of physical memory pages.
+    /// Inodes; `None` means tmpfs's default (half the number of physical memory pages) for
+    /// memory, and the backing filesystem's for disk.
     pub inode_limit: Option<u64>,
     /// Request threads; `None` means one per CPU (at least 2, at most 8).
     pub threads: Option<usize>,
@@ -66,29 +73,41 @@ pub fn serve(opts: &ServeOptions) -> Result<(), Failure> {
     // Before any thread starts, so that every thread inherits the blocked mask.
     let signals = signals::block().map_err(|e| failed(format!("blocking signals: {e}")))?;
     let mountpoint = mountpoint::check(&opts.mountpoint)?;
-    let size = opts.size_limit.unwrap_or_else(default_size_limit);
-    let inodes = opts.inode_limit.unwrap_or_else(default_inode_limit);
-    if inodes < 1 {
+    if opts.inode_limit == Some(0) {
         return Err(invalid(
             "--inode-limit must be at least 1 (the root directory)",
         ));
     }
-    let backend = match opts.medium {
-        Medium::Memory => {
+    let threads = opts.threads.unwrap_or_else(default_threads);
+    match (opts.medium, &opts.backing) {
+        (Medium::Memory, None) => {
+            let size = opts.size_limit.unwrap_or_else(default_size_limit);
+            let inodes = opts.inode_limit.unwrap_or_else(default_inode_limit);
             let fs = Arc::new(MemoryFs::new(size, inodes));
             crate::memory::spawn_reclaimer(&fs)
                 .map_err(|e| failed(format!("starting the reclaimer: {e}")))?;
-            fs
+            run(
+                fs,
+                signals,
+                &mountpoint,
+                threads,
+                &describe(Some(size), Some(inodes)),
+            )
         }
-    };
-    run(
-        backend,
-        signals,
-        &mountpoint,
-        opts.threads.unwrap_or_else(default_threads),
-        size,
-        inodes,
-    )
+        (Medium::Disk, Some(backing)) => {
+            let fs = DiskFs::open(backing, opts.size_limit, opts.inode_limit).map_err(invalid)?;
+            let limits = describe(opts.size_limit, opts.inode_limit);
+            run(Arc::new(fs), signals, &mountpoint, threads, &limits)
+        }
+        (Medium::Memory, Some(_)) => Err(invalid("--backing is only for --medium disk")),
+        (Medium::Disk, None) => Err(invalid("--medium disk needs --backing DIR")),
+    }
+}
+
+fn describe(size: Option<u64>, inodes: Option<u64>) -> String {
+    let or_backing =
+        |v: Option<u64>| v.map_or("the backing filesystem's".into(), |n| n.to_string());
+    format!("{} bytes, {} inodes", or_backing(size), or_backing(inodes))
 }
 
 fn run<B: Backend>(
@@ -96,14 +115,13 @@ fn run<B: Backend>(
     signals: signals::Signals,
     mountpoint: &Path,
     threads: usize,
-    size: u64,
-    inodes: u64,
+    limits: &str,
 ) -> Result<(), Failure> {
     let medium = backend.medium();
     let session = fuse::mount(backend, mountpoint, threads)
         .map_err(|e| failed(format!("mounting {}: {e}", mountpoint.display())))?;
     log::info!(
-        "serving {} ({medium}, {size} bytes, {inodes} inodes, {threads} threads)",
+        "serving {} ({medium}, {limits}, {threads} threads)",
         mountpoint.display()
     );
     let (tx, rx) = mpsc::channel();

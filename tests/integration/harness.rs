@@ -74,12 +74,15 @@ pub fn lazy_unmount(path: &Path) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Medium {
     Memory,
+    /// A disk volume whose backing directory is `backing` next to the mount point.
+    Disk,
 }
 
 impl Medium {
     pub fn name(self) -> &'static str {
         match self {
             Medium::Memory => "memory",
+            Medium::Disk => "disk",
         }
     }
 }
@@ -87,6 +90,8 @@ impl Medium {
 /// A mounted volume served by its own daemon.
 pub struct Volume {
     pub mnt: PathBuf,
+    /// The backing directory of a disk volume (absent for other media).
+    pub backing: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
     _dir: TempDir,
@@ -134,11 +139,23 @@ impl Volume {
             "--medium".as_ref(),
             medium.name().as_ref(),
         ];
+        let backing = dir.path().join("backing");
+        if medium == Medium::Disk {
+            std::fs::create_dir(&backing).unwrap();
+            // As `setup` lays it out: anyone may create in the volume's root.
+            std::fs::set_permissions(
+                &backing,
+                std::os::unix::fs::PermissionsExt::from_mode(0o777),
+            )
+            .unwrap();
+            args.extend(["--backing".as_ref(), backing.as_os_str()]);
+        }
         args.extend(flags.iter().map(OsStr::new));
         args.push(mnt.as_os_str());
         let child = spawn_daemon(&args, &log);
         let mut v = Volume {
             mnt,
+            backing,
             log,
             child: Some(child),
             _dir: dir,
@@ -193,6 +210,46 @@ impl Volume {
     pub fn statvfs(&self) -> libc::statvfs {
         statvfs(&self.mnt)
     }
+
+    /// Bytes in use as `statfs` reports them (what `df` shows as Used).
+    pub fn used(&self) -> u64 {
+        let st = self.statvfs();
+        (st.f_blocks - st.f_bfree) * st.f_frsize
+    }
+
+    /// Inodes in use as `statfs` reports them (what `df -i` shows as IUsed).
+    pub fn inodes_used(&self) -> u64 {
+        let st = self.statvfs();
+        st.f_files - st.f_ffree
+    }
+
+    /// For a disk volume, checks that its counters equal what its backing directory
+    /// really holds: `du` bytes (directories and all) and the number of inodes.
+    pub fn assert_counters_match_backing(&self) {
+        if !self.backing.exists() {
+            return;
+        }
+        assert_eq!(
+            self.used(),
+            du_bytes(&self.backing),
+            "df Used vs du of the backing directory"
+        );
+        let inodes = sh(&format!(
+            "find {} -printf '%i\\n' | sort -u | wc -l",
+            self.backing.display()
+        ));
+        assert_eq!(
+            self.inodes_used(),
+            inodes.trim().parse::<u64>().unwrap(),
+            "df IUsed vs inodes in the backing directory"
+        );
+    }
+}
+
+/// `du -s --block-size=1` of a tree.
+pub fn du_bytes(path: &Path) -> u64 {
+    let out = sh(&format!("du -s --block-size=1 {}", path.display()));
+    out.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 impl Drop for Volume {

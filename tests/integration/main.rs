@@ -14,6 +14,12 @@ macro_rules! on_every_medium {
                 super::$case(crate::harness::Medium::Memory);
             })*
         }
+        mod disk {
+            $(#[test]
+            fn $case() {
+                super::$case(crate::harness::Medium::Disk);
+            })*
+        }
     };
 }
 

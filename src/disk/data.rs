@@ -1,0 +1,278 @@
+//! Open files and what changes an inode in place: data, size, attributes, xattrs.
+//!
+//! Every change that can take or free space runs under the node's state lock and is
+//! settled by measuring the inode afterwards (see `account.rs`). Reads take no lock.
+
+use super::account::{self, Charge};
+use super::nodes::{Node, attr_of, blocks_of};
+use super::{DiskFs, sys};
+use crate::fs::*;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+/// The most one `copy_file_range` request copies; callers loop on short copies.
+const COPY_CHUNK: u64 = 16 << 20;
+
+/// An open regular file: its backing descriptor, opened read-write so that one descriptor
+/// serves every request the kernel sends for it.
+pub struct OpenFile {
+    pub fd: Arc<OwnedFd>,
+    pub node: Arc<Node>,
+}
+
+/// An open directory and its `getdents` buffer.
+pub struct OpenDir {
+    pub fd: OwnedFd,
+    pub buf: std::sync::Mutex<Vec<u8>>,
+}
+
+/// Backing open flags for a file the kernel opens with `flags`: read-write whatever was
+/// asked (the kernel has checked the caller's access), keeping only flags that change
+/// how data reaches the disk. Not `O_APPEND` (the kernel sends the offset to write at),
+/// not `O_DIRECT` (requests need not be aligned), not `O_TRUNC` (sent as a setattr).
+pub(super) fn backing_flags(flags: i32) -> i32 {
+    libc::O_RDWR | (flags & (libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME))
+}
+
+fn resolve(t: Option<SetTime>) -> libc::timespec {
+    match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(SetTime::Now) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(SetTime::At(t)) => {
+            let (sec, nsec) = match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => (d.as_secs() as i64, d.subsec_nanos() as i64),
+                Err(e) => {
+                    let d = e.duration();
+                    let (s, n) = (d.as_secs() as i64, d.subsec_nanos() as i64);
+                    if n == 0 {
+                        (-s, 0)
+                    } else {
+                        (-s - 1, 1_000_000_000 - n)
+                    }
+                }
+            };
+            libc::timespec {
+                tv_sec: sec,
+                tv_nsec: nsec,
+            }
+        }
+    }
+}
+
+impl DiskFs {
+    pub(super) fn file(&self, fh: Fh) -> Result<Arc<OpenFile>> {
+        self.files
+            .get(&fh)
+            .map(|f| f.value().clone())
+            .ok_or(Errno::EBADF)
+    }
+
+    /// Opens `node` for I/O and registers the open file.
+    pub(super) fn open_node(
+        &self,
+        node: Arc<Node>,
+        flags: i32,
+        fd: Option<OwnedFd>,
+    ) -> Result<Opened> {
+        if node.kind == FileKind::Directory {
+            return Err(Errno::EISDIR);
+        }
+        let fd = match fd {
+            Some(fd) => fd,
+            None => match self.nodes.open(&node, backing_flags(flags)) {
+                Err(e) if e == Errno::EROFS || e == Errno::ETXTBSY => {
+                    self.nodes.open(&node, flags & libc::O_ACCMODE)?
+                }
+                r => r?,
+            },
+        };
+        let fd = Arc::new(fd);
+        {
+            let mut s = node.state();
+            s.opens += 1;
+            node.pin(&fd);
+        }
+        let fh = self
+            .next_fh
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.files.insert(fh, Arc::new(OpenFile { fd, node }));
+        // The daemon is the only writer of the backing tree: the page cache stays valid.
+        Ok(Opened {
+            fh,
+            keep_cache: true,
+        })
+    }
+
+    pub(super) fn do_release(&self, fh: Fh) -> Result<()> {
+        let (_, file) = self.files.remove(&fh).ok_or(Errno::EBADF)?;
+        let node = &file.node;
+        let mut s = node.state();
+        s.opens -= 1;
+        if s.opens == 0 {
+            node.unpin();
+            if std::mem::take(&mut s.orphan) {
+                Charge::none(&self.usage).freed(std::mem::take(&mut s.charged));
+                self.usage.release_inode();
+            } else if let Ok(st) = sys::fstat(file.fd.as_fd()) {
+                // Filesystems may trim preallocation at close: count what is left.
+                Charge::none(&self.usage).measured(&mut s.charged, blocks_of(&st));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn do_read(&self, fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
+        let file = self.file(fh)?;
+        buf.resize(size as usize, 0);
+        let mut done = 0;
+        while done < buf.len() {
+            let n = sys::pread(file.fd.as_fd(), &mut buf[done..], offset + done as u64)?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        buf.truncate(done);
+        Ok(())
+    }
+
+    pub(super) fn do_write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        let file = self.file(fh)?;
+        let fd = file.fd.as_fd();
+        let mut s = file.node.state();
+        let (mut charge, allowed) =
+            account::reserve_write(&self.usage, fd, offset, data.len() as u64)?;
+        let written = sys::pwrite(fd, &data[..allowed as usize], offset);
+        charge.measured(&mut s.charged, blocks_of(&sys::fstat(fd)?));
+        Ok(written? as u32)
+    }
+
+    pub(super) fn do_fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
+        sys::fsync(self.file(fh)?.fd.as_fd(), datasync)
+    }
+
+    pub(super) fn do_setattr(&self, ino: Ino, fh: Option<Fh>, set: &SetAttr) -> Result<Attr> {
+        let node = self.nodes.get(ino)?;
+        if let Some(size) = set.size {
+            match node.kind {
+                FileKind::Regular => {}
+                FileKind::Directory => return Err(Errno::EISDIR),
+                _ => return Err(Errno::EINVAL),
+            }
+            let file = fh.and_then(|fh| self.file(fh).ok());
+            let fd = match &file {
+                Some(f) => f.fd.clone(),
+                None => Arc::new(self.nodes.open(&node, libc::O_WRONLY)?),
+            };
+            let mut s = node.state();
+            let mut charge = Charge::none(&self.usage);
+            let r = sys::ftruncate(fd.as_fd(), size);
+            charge.measured(&mut s.charged, blocks_of(&sys::fstat(fd.as_fd())?));
+            r?;
+        }
+        let fd = self.nodes.fd(&node)?;
+        if set.uid.is_some() || set.gid.is_some() {
+            sys::fchown(
+                fd.as_fd(),
+                set.uid.unwrap_or(u32::MAX),
+                set.gid.unwrap_or(u32::MAX),
+            )?;
+        }
+        if let Some(mode) = set.mode {
+            sys::fchmod(fd.as_fd(), mode & 0o7777)?;
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            sys::utimens(fd.as_fd(), &[resolve(set.atime), resolve(set.mtime)])?;
+        }
+        self.attr(&node)
+    }
+
+    /// The node's attributes; counts blocks the backing filesystem added or dropped on
+    /// its own since the last measurement (extent blocks written back late).
+    pub(super) fn attr(&self, node: &Node) -> Result<Attr> {
+        let st = sys::fstat(self.nodes.fd(node)?.as_fd())?;
+        if st.st_nlink > 0
+            && let Some(mut s) = node.try_state()
+            && s.charged != blocks_of(&st)
+        {
+            Charge::none(&self.usage).measured(&mut s.charged, blocks_of(&st));
+        }
+        Ok(attr_of(node.ino, &st))
+    }
+
+    pub(super) fn do_fallocate(&self, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {
+        let file = self.file(fh)?;
+        let fd = file.fd.as_fd();
+        let mut s = file.node.state();
+        let need = if mode & FALLOC_PUNCH_HOLE != 0 {
+            0
+        } else {
+            let first = offset / BLOCK_SIZE;
+            let end = offset
+                .checked_add(length)
+                .ok_or(Errno::EFBIG)?
+                .div_ceil(BLOCK_SIZE);
+            account::hole_blocks(fd, first, end)?
+        };
+        let mut charge = Charge::reserve(&self.usage, need)?;
+        let r = sys::fallocate(fd, mode, offset, length);
+        charge.measured(&mut s.charged, blocks_of(&sys::fstat(fd)?));
+        r
+    }
+
+    pub(super) fn do_lseek(&self, fh: Fh, offset: i64, whence: i32) -> Result<i64> {
+        sys::lseek(self.file(fh)?.fd.as_fd(), offset, whence)
+    }
+
+    pub(super) fn do_copy_file_range(
+        &self,
+        fh_in: Fh,
+        offset_in: u64,
+        fh_out: Fh,
+        offset_out: u64,
+        len: u64,
+    ) -> Result<u32> {
+        let (src, dst) = (self.file(fh_in)?, self.file(fh_out)?);
+        let out = dst.fd.as_fd();
+        let mut s = dst.node.state();
+        let len = len.min(COPY_CHUNK);
+        let (mut charge, allowed) = account::reserve_write(&self.usage, out, offset_out, len)?;
+        let copied =
+            sys::copy_file_range(src.fd.as_fd(), offset_in, out, offset_out, allowed as usize);
+        charge.measured(&mut s.charged, blocks_of(&sys::fstat(out)?));
+        Ok(copied? as u32)
+    }
+
+    /// Runs an xattr change on `ino` with `reserve` blocks set aside (ext4 keeps xattrs
+    /// that do not fit in the inode in a block of their own), settled by measuring.
+    pub(super) fn change_xattr(
+        &self,
+        ino: Ino,
+        reserve: u64,
+        change: impl FnOnce(&OwnedFd) -> Result<()>,
+    ) -> Result<()> {
+        let node = self.nodes.get(ino)?;
+        let fd = self.nodes.fd(&node)?;
+        let mut s = node.state();
+        let mut charge = Charge::reserve(&self.usage, reserve)?;
+        let r = change(&fd);
+        charge.measured(&mut s.charged, blocks_of(&sys::fstat(fd.as_fd())?));
+        r
+    }
+
+    pub(super) fn do_getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
+        let fd = self.nodes.fd(&*self.nodes.get(ino)?)?;
+        sys::getxattr(fd.as_fd(), &sys::cstr(name)?)
+    }
+
+    pub(super) fn do_listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
+        sys::listxattr(self.nodes.fd(&*self.nodes.get(ino)?)?.as_fd())
+    }
+}
