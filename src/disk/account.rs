@@ -36,6 +36,17 @@ impl<'a> Charge<'a> {
         })
     }
 
+    /// Reserves `blocks` if they are free, else nothing: for changes that usually take
+    /// no space and must not fail on a full volume (a rename), whose growth is then
+    /// counted after the fact.
+    pub fn reserve_upto(usage: &'a Usage, blocks: u64) -> Charge<'a> {
+        Charge {
+            usage,
+            reserved: usage.reserve_blocks_upto(blocks),
+            grown: 0,
+        }
+    }
+
     /// A charge with nothing reserved, for changes that only measure.
     pub fn none(usage: &'a Usage) -> Charge<'a> {
         Charge {
@@ -73,9 +84,17 @@ impl Drop for Charge<'_> {
     }
 }
 
-/// Block ranges `[start, end)` (in 4 KiB blocks) of `fd` that hold data within blocks
-/// `[first, end)`, as SEEK_DATA/SEEK_HOLE report them.
+/// Block ranges `[start, end)` (in 4 KiB blocks) of `fd` that hold space within blocks
+/// `[first, end)`: from `FIEMAP`, which sees fallocated (unwritten) extents, where the
+/// filesystem has it, else from SEEK_DATA/SEEK_HOLE (tmpfs, where fallocated pages
+/// count as data).
 fn data_blocks(fd: BorrowedFd<'_>, first: u64, end: u64) -> Result<Vec<(u64, u64)>> {
+    let to_blocks = |(s, e): (u64, u64)| (s / BLOCK_SIZE, e.div_ceil(BLOCK_SIZE));
+    match sys::extents(fd, first * BLOCK_SIZE, end * BLOCK_SIZE) {
+        Ok(ranges) => return Ok(ranges.into_iter().map(to_blocks).collect()),
+        Err(e) if e == Errno::EOPNOTSUPP => {}
+        Err(e) => return Err(e),
+    }
     let mut ranges = Vec::new();
     let (mut pos, stop) = (first * BLOCK_SIZE, end * BLOCK_SIZE);
     while pos < stop {
@@ -88,7 +107,7 @@ fn data_blocks(fd: BorrowedFd<'_>, first: u64, end: u64) -> Result<Vec<(u64, u64
             break;
         }
         let hole = sys::lseek(fd, data as i64, libc::SEEK_HOLE)? as u64;
-        ranges.push((data / BLOCK_SIZE, hole.min(stop).div_ceil(BLOCK_SIZE)));
+        ranges.push(to_blocks((data, hole.min(stop))));
         pos = hole;
     }
     Ok(ranges)
@@ -96,11 +115,21 @@ fn data_blocks(fd: BorrowedFd<'_>, first: u64, end: u64) -> Result<Vec<(u64, u64
 
 /// Blocks in `[first, end)` that are holes of `fd`.
 pub fn hole_blocks(fd: BorrowedFd<'_>, first: u64, end: u64) -> Result<u64> {
-    let data: u64 = data_blocks(fd, first, end)?
-        .iter()
-        .map(|(s, e)| e - s)
-        .sum();
-    Ok((end - first).saturating_sub(data))
+    Ok((end - first).saturating_sub(covered(&data_blocks(fd, first, end)?)))
+}
+
+/// Blocks covered by sorted ranges that may touch or overlap at block edges.
+fn covered(ranges: &[(u64, u64)]) -> u64 {
+    let mut total = 0;
+    let mut reached = 0;
+    for &(s, e) in ranges {
+        let s = s.max(reached);
+        if e > s {
+            total += e - s;
+            reached = e;
+        }
+    }
+    total
 }
 
 /// Reserves space for writing `len` bytes at `offset` of `fd`: all of it when the whole
@@ -118,7 +147,7 @@ pub fn reserve_write<'a>(
         return Ok((c, len));
     }
     let data = data_blocks(fd, first, end)?;
-    let holes = (end - first) - data.iter().map(|(s, e)| e - s).sum::<u64>();
+    let holes = (end - first).saturating_sub(covered(&data));
     let granted = usage.reserve_blocks_upto(holes);
     let charge = Charge {
         usage,
@@ -241,6 +270,21 @@ mod tests {
         )
         .unwrap();
         sys::openat(d.as_fd(), c".", libc::O_TMPFILE | libc::O_RDWR, 0o600).unwrap()
+    }
+
+    #[test]
+    fn fallocated_space_is_not_a_hole() {
+        let f = tmpfile();
+        sys::fallocate(f.as_fd(), 0, 0, 8 * 4096).unwrap();
+        assert_eq!(hole_blocks(f.as_fd(), 0, 10).unwrap(), 2);
+        let usage = Usage::new(10 * BLOCK_SIZE, 10);
+        assert!(usage.reserve_blocks(10)); // full
+        let (_c, n) = reserve_write(&usage, f.as_fd(), 0, 8 * 4096).unwrap();
+        assert_eq!(
+            n,
+            8 * 4096,
+            "writing into fallocated space needs no free space"
+        );
     }
 
     #[test]

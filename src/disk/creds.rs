@@ -55,6 +55,17 @@ impl AsCaller {
             libc::syscall(libc::SYS_setfsuid, who.uid);
         }
         let guard = AsCaller(());
+        // They return the previous id whatever happens: ask again (-1 changes nothing)
+        // to make sure the switch took, or the file would be created as root.
+        let (uid, gid) = unsafe {
+            (
+                libc::syscall(libc::SYS_setfsuid, u32::MAX),
+                libc::syscall(libc::SYS_setfsgid, u32::MAX),
+            )
+        };
+        if (uid as u32, gid as u32) != (who.uid, who.gid) {
+            return Err(Errno::EPERM);
+        }
         if who.uid != 0 {
             raise_effective_to_permitted()?;
         }

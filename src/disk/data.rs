@@ -10,6 +10,7 @@ use crate::fs::*;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// The most one `copy_file_range` request copies; callers loop on short copies.
 const COPY_CHUNK: u64 = 16 << 20;
@@ -112,18 +113,21 @@ impl DiskFs {
 
     pub(super) fn do_release(&self, fh: Fh) -> Result<()> {
         let (_, file) = self.files.remove(&fh).ok_or(Errno::EBADF)?;
-        let node = &file.node;
+        let node = file.node.clone();
         let mut s = node.state();
         s.opens -= 1;
-        if s.opens == 0 {
-            node.unpin();
-            if std::mem::take(&mut s.orphan) {
-                Charge::none(&self.usage).freed(std::mem::take(&mut s.charged));
-                self.usage.release_inode();
-            } else if let Ok(st) = sys::fstat(file.fd.as_fd()) {
-                // Filesystems may trim preallocation at close: count what is left.
-                Charge::none(&self.usage).measured(&mut s.charged, blocks_of(&st));
-            }
+        if s.opens > 0 {
+            return Ok(());
+        }
+        node.unpin();
+        // Close before measuring: filesystems trim preallocation at the last close.
+        drop(file);
+        if std::mem::take(&mut s.orphan) {
+            self.nodes.uncache(&node);
+            Charge::none(&self.usage).freed(std::mem::take(&mut s.charged));
+            self.usage.release_inode();
+        } else if let Ok(st) = self.nodes.fd(&node).and_then(|fd| sys::fstat(fd.as_fd())) {
+            Charge::none(&self.usage).measured(&mut s.charged, blocks_of(&st));
         }
         Ok(())
     }
@@ -197,11 +201,15 @@ impl DiskFs {
     /// The node's attributes; counts blocks the backing filesystem added or dropped on
     /// its own since the last measurement (extent blocks written back late).
     pub(super) fn attr(&self, node: &Node) -> Result<Attr> {
-        let st = sys::fstat(self.nodes.fd(node)?.as_fd())?;
-        if st.st_nlink > 0
-            && let Some(mut s) = node.try_state()
-            && s.charged != blocks_of(&st)
-        {
+        let fd = self.nodes.fd(node)?;
+        // Measured under the node's lock, or a change running meanwhile would be counted
+        // twice or lost; when the lock is busy, the change in progress measures anyway.
+        let Some(mut s) = node.try_state() else {
+            return Ok(attr_of(node.ino, &sys::fstat(fd.as_fd())?));
+        };
+        let st = sys::fstat(fd.as_fd())?;
+        let linked = st.st_nlink > 0 && !node.unlinked.load(Relaxed) && !s.orphan;
+        if linked && s.charged != blocks_of(&st) {
             Charge::none(&self.usage).measured(&mut s.charged, blocks_of(&st));
         }
         Ok(attr_of(node.ino, &st))

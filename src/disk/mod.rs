@@ -145,6 +145,7 @@ impl Backend for DiskFs {
     }
     fn mknod(&self, who: &Caller, parent: Ino, name: &OsStr, mode: u32, rdev: u32) -> Result<Attr> {
         let made = self.make(who, parent, name, |dir, n| {
+            let mode = namespace::creation_mode(who, dir, mode)?;
             sys::mknodat(dir, n, mode, rdev.into()).map(|()| None)
         });
         Ok(made?.0)
@@ -195,6 +196,7 @@ impl Backend for DiskFs {
     ) -> Result<(Attr, Opened)> {
         let open = libc::O_CREAT | libc::O_EXCL | data::backing_flags(flags);
         let (attr, fd) = self.make(who, parent, name, |dir, n| {
+            let mode = namespace::creation_mode(who, dir, mode)?;
             sys::openat(dir, n, open, mode & 0o7777).map(Some)
         })?;
         let opened = self.open_node(self.nodes.get(attr.ino)?, flags, fd)?;
@@ -271,7 +273,11 @@ impl Backend for DiskFs {
     }
     fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
         let name = sys::cstr(name)?;
-        self.change_xattr(ino, 1, |fd| sys::setxattr(fd.as_fd(), &name, value, flags))
+        // Worst case: the value in blocks of its own, plus one for the name.
+        let blocks = (value.len() as u64).div_ceil(BLOCK_SIZE) + 1;
+        self.change_xattr(ino, blocks, |fd| {
+            sys::setxattr(fd.as_fd(), &name, value, flags)
+        })
     }
     fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
         self.do_getxattr(ino, name)

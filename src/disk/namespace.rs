@@ -5,6 +5,7 @@ use super::account::Charge;
 use super::creds::AsCaller;
 use super::nodes::{Node, NodeState, attr_of, blocks_of};
 use super::{DiskFs, sys};
+use crate::fs::creds;
 use crate::fs::*;
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -17,6 +18,27 @@ type Made = Option<OwnedFd>;
 
 fn is_dir(st: &libc::stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+/// `mode` for a new non-directory made by `who` in the directory behind `dir`, without
+/// the setgid bit when the file would get a group its creator is not in (what the
+/// kernel's `inode_init_owner` does; the backing filesystem cannot, as the daemon keeps
+/// CAP_FSETID while acting as the caller).
+pub(super) fn creation_mode(who: &Caller, dir: BorrowedFd<'_>, mode: u32) -> Result<u32> {
+    if mode & libc::S_ISGID == 0 || mode & libc::S_IFMT == libc::S_IFDIR {
+        return Ok(mode);
+    }
+    let st = sys::fstat(dir)?;
+    let group = if st.st_mode & libc::S_ISGID != 0 {
+        st.st_gid
+    } else {
+        who.gid
+    };
+    Ok(if creds::in_group_or_root(who, group) {
+        mode
+    } else {
+        mode & !libc::S_ISGID
+    })
 }
 
 fn name_of(name: &OsStr) -> Result<CString> {
@@ -117,6 +139,7 @@ impl DiskFs {
                     return;
                 }
                 charge.freed(std::mem::take(&mut ns.charged));
+                self.nodes.uncache(node);
             }
             None => charge.freed(blocks_of(st)),
         }
@@ -176,7 +199,9 @@ impl DiskFs {
         let victim = replaced.as_ref().and_then(|st| self.nodes.find(st));
         let replaced_file = replaced.as_ref().is_some_and(|st| !is_dir(st));
         let mut vs = victim.as_ref().filter(|_| replaced_file).map(|n| n.state());
-        let mut charge = Charge::reserve(&self.usage, 1)?;
+        // A rename takes no space but may grow the new directory: it must not fail on a
+        // full volume (write a temporary file, rename it over the old one).
+        let mut charge = Charge::reserve_upto(&self.usage, 1);
         sys::renameat2(pfd.as_fd(), &a, npfd.as_fd(), &b, flags)?;
         if let Some(st) = &replaced {
             match (&victim, vs.as_deref_mut()) {
@@ -218,8 +243,12 @@ impl DiskFs {
         let mut buf = dir.buf.lock().unwrap_or_else(|p| p.into_inner());
         let fd = dir.fd.as_fd();
         let mut offset = offset as i64;
+        let mut listed = false;
         loop {
-            let n = sys::getdents(fd, offset, &mut buf)?;
+            let n = match sys::getdents(fd, offset, &mut buf) {
+                Err(_) if listed => return Ok(()),
+                r => r?,
+            };
             if n == 0 {
                 return Ok(());
             }
@@ -270,12 +299,15 @@ impl DiskFs {
                             accepted
                         }
                         Err(err) if err == Errno::ENOENT => true, // gone meanwhile, or hidden
+                        // Entries already accepted carry lookups: answer with them.
+                        Err(_) if listed => return Ok(()),
                         Err(err) => return Err(err),
                     }
                 };
                 if !accepted {
                     return Ok(());
                 }
+                listed = true;
                 offset = e.next_offset;
             }
         }

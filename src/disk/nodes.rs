@@ -11,8 +11,8 @@
 //! # Descriptors (who owns which fd)
 //! A node holds a kernel file handle, not a descriptor: `open_by_handle_at` turns it into
 //! an `O_PATH` descriptor when one is needed. Recently used descriptors stay in a cache of
-//! at most [`FD_CACHE_CAP`] (evicted in arbitrary order), so the daemon's descriptors do not
-//! grow with the number of inodes the kernel knows. While a node has open files, the
+//! at most [`FD_CACHE_CAP`] and a quarter of RLIMIT_NOFILE (evicted in arbitrary order),
+//! so the daemon's descriptors do not grow with the number of inodes the kernel knows. While a node has open files, the
 //! descriptor of one of them is pinned to it and answers first: an unlinked open file stays
 //! reachable whether or not its handle still opens.
 //!
@@ -31,8 +31,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Most `O_PATH` descriptors kept open for speed (RLIMIT_NOFILE is often 20,000 or less).
+/// Most `O_PATH` descriptors kept open for speed; never more than a quarter of
+/// RLIMIT_NOFILE (often 20,000 or less), leaving the rest for open files.
 pub const FD_CACHE_CAP: usize = 4096;
+
+fn fd_cache_cap() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 256;
+    }
+    (lim.rlim_cur / 4).clamp(16, FD_CACHE_CAP as u64) as usize
+}
 /// First synthetic inode number (far above any `st_ino` ext4 or xfs hands out).
 pub const SYNTHETIC_BASE: u64 = 1 << 62;
 
@@ -98,7 +110,10 @@ pub struct Nodes {
     map: DashMap<Ino, Arc<Node>>,
     synthetic: DashMap<(u64, Handle), Ino>,
     next_synthetic: AtomicU64,
-    fds: DashMap<Ino, Arc<OwnedFd>>,
+    /// Cached descriptors, each with the address of the node it was opened for, so that
+    /// a late insert for a forgotten node never answers for a new one.
+    fds: DashMap<Ino, (usize, Arc<OwnedFd>)>,
+    fd_cap: usize,
     /// The backing directory, opened read-only (`open_by_handle_at` refuses `O_PATH`).
     root_fd: Arc<OwnedFd>,
     root_backing_ino: u64,
@@ -145,6 +160,7 @@ impl Nodes {
             synthetic: DashMap::new(),
             next_synthetic: AtomicU64::new(SYNTHETIC_BASE),
             fds: DashMap::new(),
+            fd_cap: fd_cache_cap(),
             root_fd: Arc::new(root_fd),
             root_backing_ino: st.st_ino,
         };
@@ -224,7 +240,12 @@ impl Nodes {
             return Ok(n.clone());
         }
         let handle = Handle::of(fd.as_fd())?;
-        let mut ino = want;
+        // An inode that already has a synthetic number keeps it.
+        let known = self
+            .synthetic
+            .get(&(st.st_ino, handle.clone()))
+            .map(|e| *e.value());
+        let mut ino = known.unwrap_or(want);
         let node = loop {
             match self.map.entry(ino) {
                 Entry::Vacant(v) => {
@@ -235,7 +256,7 @@ impl Nodes {
                     o.get().lookups.fetch_add(1, Relaxed);
                     break o.get().clone();
                 }
-                Entry::Occupied(_) if ino == want => {
+                Entry::Occupied(_) if ino == want && known.is_none() => {
                     // The number is held by another inode: use a synthetic one.
                     ino = *self
                         .synthetic
@@ -246,7 +267,7 @@ impl Nodes {
             }
         };
         if is_path_fd {
-            self.cache(node.ino, Arc::new(fd));
+            self.cache(&node, Arc::new(fd));
         }
         Ok(node)
     }
@@ -287,11 +308,13 @@ impl Nodes {
         if node.ino == ROOT_INO {
             return Ok(self.root_fd.clone());
         }
-        if let Some(fd) = self.fds.get(&node.ino) {
-            return Ok(fd.clone());
+        if let Some(e) = self.fds.get(&node.ino)
+            && e.0 == node as *const Node as usize
+        {
+            return Ok(e.1.clone());
         }
         let fd = Arc::new(node.handle.open(self.root_fd(), libc::O_PATH)?);
-        self.cache(node.ino, fd.clone());
+        self.cache(node, fd.clone());
         Ok(fd)
     }
 
@@ -304,13 +327,19 @@ impl Nodes {
         }
     }
 
-    fn cache(&self, ino: Ino, fd: Arc<OwnedFd>) {
-        self.fds.insert(ino, fd);
-        if self.fds.len() > FD_CACHE_CAP {
+    /// Drops a deleted inode's cached descriptor, so the backing filesystem frees it now.
+    pub fn uncache(&self, node: &Node) {
+        self.fds.remove(&node.ino);
+    }
+
+    fn cache(&self, node: &Node, fd: Arc<OwnedFd>) {
+        self.fds
+            .insert(node.ino, (node as *const Node as usize, fd));
+        if self.fds.len() > self.fd_cap {
             let victims: Vec<Ino> = self
                 .fds
                 .iter()
-                .take(FD_CACHE_CAP / 4)
+                .take(self.fd_cap / 4)
                 .map(|e| *e.key())
                 .collect();
             for v in victims {

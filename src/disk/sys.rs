@@ -149,7 +149,18 @@ pub fn readlink(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
 pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
     // fchmodat2 (Linux 6.6) takes AT_EMPTY_PATH on O_PATH descriptors.
     let rc = unsafe { libc::syscall(452, fd.as_raw_fd(), c"".as_ptr(), mode, libc::AT_EMPTY_PATH) };
-    check(rc as libc::c_int).map(drop)
+    match check(rc as libc::c_int) {
+        Err(e) if e == Errno::ENOSYS => {
+            // Older kernels: chmod through the magic link, which names the inode itself.
+            // Symlinks have no mode of their own to change.
+            if fstat(fd)?.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let p = proc_fd(fd.as_raw_fd());
+            check(unsafe { libc::chmod(p.as_ptr(), mode) }).map(drop)
+        }
+        r => r.map(drop),
+    }
 }
 
 pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
@@ -372,4 +383,63 @@ pub fn dirents(buf: &[u8]) -> impl Iterator<Item = RawDirent<'_>> {
             name,
         })
     })
+}
+
+/// Byte ranges `[start, end)` of `fd` within `[from, to)` that hold allocated space,
+/// unwritten (fallocated) and delayed-allocation extents included, from `FIEMAP`.
+/// EOPNOTSUPP where the filesystem has no `FIEMAP` (tmpfs).
+pub fn extents(fd: BorrowedFd<'_>, from: u64, to: u64) -> Result<Vec<(u64, u64)>> {
+    const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
+    const FIEMAP_EXTENT_LAST: u32 = 1;
+    const BATCH: usize = 64;
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Extent {
+        logical: u64,
+        physical: u64,
+        length: u64,
+        reserved64: [u64; 2],
+        flags: u32,
+        reserved: [u32; 3],
+    }
+    #[repr(C)]
+    struct Fiemap {
+        start: u64,
+        length: u64,
+        flags: u32,
+        mapped: u32,
+        count: u32,
+        reserved: u32,
+        extents: [Extent; BATCH],
+    }
+    let mut ranges = Vec::new();
+    let mut pos = from;
+    while pos < to {
+        let mut m = Fiemap {
+            start: pos,
+            length: to - pos,
+            flags: 0,
+            mapped: 0,
+            count: BATCH as u32,
+            reserved: 0,
+            extents: [Extent::default(); BATCH],
+        };
+        if unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FIEMAP, &mut m as *mut Fiemap) } < 0 {
+            let e = Errno::last();
+            return Err(if e.0 == libc::ENOTTY {
+                Errno::EOPNOTSUPP
+            } else {
+                e
+            });
+        }
+        let found = &m.extents[..m.mapped as usize];
+        for e in found {
+            ranges.push((e.logical.max(from), (e.logical + e.length).min(to)));
+        }
+        match found.last() {
+            Some(last) if last.flags & FIEMAP_EXTENT_LAST == 0 => pos = last.logical + last.length,
+            _ => break,
+        }
+    }
+    Ok(ranges)
 }

@@ -125,3 +125,43 @@ fn mount_and_df_name_the_volume() {
         "{row}"
     );
 }
+
+#[test]
+fn disk_volumes_need_a_backing_directory() {
+    let tmp = TempDir::new("cli");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let file = tmp.path().join("file");
+    fs::write(&file, b"keep me").unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(tmp.path(), &link).unwrap();
+    let missing = tmp.path().join("missing");
+    let cases: [(&[&str], &str); 5] = [
+        (&["--medium", "disk"], "--backing"),
+        (
+            &["--medium", "memory", "--backing", "/tmp"],
+            "only for --medium disk",
+        ),
+        (
+            &["--medium", "disk", "--backing", file.to_str().unwrap()],
+            "not a directory",
+        ),
+        (
+            &["--medium", "disk", "--backing", link.to_str().unwrap()],
+            "not a directory",
+        ),
+        (
+            &["--medium", "disk", "--backing", missing.to_str().unwrap()],
+            "No such file",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = serve(args, &mnt);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?} should say {says:?}: {err}");
+        assert!(!is_mounted(&mnt));
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"keep me");
+    assert!(!missing.exists(), "nothing created");
+}

@@ -94,12 +94,25 @@ pub struct Volume {
     pub backing: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    args: Vec<std::ffi::OsString>,
+    /// RLIMIT_NOFILE of the daemon, when a test lowers it.
+    nofile: Option<u64>,
     _dir: TempDir,
 }
 
 /// Starts `emptydirfs` with `args`, its daemon tied to the calling thread's life.
 pub fn spawn_daemon(args: &[&OsStr], log: &Path) -> Child {
-    let log_file = std::fs::File::create(log).unwrap();
+    spawn_daemon_limited(args, log, None)
+}
+
+/// As [`spawn_daemon`], with RLIMIT_NOFILE lowered to `nofile` if given; the log is
+/// appended to.
+pub fn spawn_daemon_limited(args: &[&OsStr], log: &Path, nofile: Option<u64>) -> Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env(
@@ -110,8 +123,17 @@ pub fn spawn_daemon(args: &[&OsStr], log: &Path) -> Child {
         .stdout(log_file.try_clone().unwrap())
         .stderr(log_file);
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            if let Some(n) = nofile {
+                let lim = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             Ok(())
         });
     }
@@ -130,6 +152,11 @@ impl Volume {
 
     /// A volume of `medium` with exactly these `serve` flags.
     pub fn start_exact(medium: Medium, flags: &[&str]) -> Volume {
+        Volume::start_with(medium, flags, None)
+    }
+
+    /// A volume whose daemon may hold at most `nofile` descriptors (if given).
+    pub fn start_with(medium: Medium, flags: &[&str], nofile: Option<u64>) -> Volume {
         let dir = TempDir::new(medium.name());
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
@@ -152,12 +179,15 @@ impl Volume {
         }
         args.extend(flags.iter().map(OsStr::new));
         args.push(mnt.as_os_str());
-        let child = spawn_daemon(&args, &log);
+        let child = spawn_daemon_limited(&args, &log, nofile);
+        let args = args.iter().map(|a| a.to_os_string()).collect();
         let mut v = Volume {
             mnt,
             backing,
             log,
             child: Some(child),
+            args,
+            nofile,
             _dir: dir,
         };
         v.wait_mounted();
@@ -200,6 +230,32 @@ impl Volume {
             let _ = child.kill();
             panic!("daemon did not exit within 10 s of signal {sig}");
         })
+    }
+
+    /// Stops the daemon with SIGTERM and serves the same volume with a new one, as after
+    /// a crash and restart (a memory volume then starts empty).
+    pub fn restart(&mut self) {
+        self.restart_after(|_| {});
+    }
+
+    /// As [`Volume::restart`], running `between` on the backing directory while no
+    /// daemon serves it.
+    pub fn restart_after(&mut self, between: impl FnOnce(&Path)) {
+        let status = self.stop_with(libc::SIGTERM);
+        assert!(status.success(), "daemon exited with {status}");
+        assert!(
+            !is_mounted(&self.mnt),
+            "still mounted after the daemon exited"
+        );
+        between(&self.backing);
+        let args: Vec<&OsStr> = self.args.iter().map(|a| a.as_os_str()).collect();
+        self.child = Some(spawn_daemon_limited(&args, &self.log, self.nofile));
+        self.wait_mounted();
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
     }
 
     /// Takes the daemon out of the fixture (the caller then owns its end).

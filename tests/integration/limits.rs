@@ -204,6 +204,7 @@ on_every_medium!(
     concurrent_writers_never_pass_the_limit,
     inode_limit,
     deleting_a_tree_returns_everything,
+    mixed_writers_at_the_limit_never_pass_it,
 );
 
 /// Without limits a memory volume is sized as a tmpfs mounted with no options.
@@ -222,4 +223,112 @@ fn memory_defaults_match_tmpfs() {
         tmpfs.f_blocks * tmpfs.f_frsize
     );
     assert_eq!(ours.f_files, tmpfs.f_files);
+}
+
+/// A small xorshift generator: reproducible randomness without a crate.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Eight writers mixing sparse writes, overwrites, punched holes, truncates and unlinks
+/// of open files at the limit: usage never passes it (on disk, `du` of the backing
+/// directory too, sampled while they run), and the counters agree with the data after.
+fn mixed_writers_at_the_limit_never_pass_it(m: Medium) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const LIMIT: u64 = 8 << 20;
+    let v = Volume::start(m, &["--size-limit", "8Mi"]);
+    let stop = AtomicBool::new(false);
+    let max_du = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut max = 0;
+            while !stop.load(Ordering::Relaxed) {
+                assert!(v.used() <= LIMIT);
+                if m == Medium::Disk {
+                    max = max.max(du_bytes(&v.backing));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            max
+        });
+        let writers: Vec<_> = (0..8u64)
+            .map(|w| {
+                let v = &v;
+                s.spawn(move || {
+                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w + 1));
+                    let path = v.path(&format!("w{w}"));
+                    let open = || {
+                        OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .create(true)
+                            .open(&path)
+                    };
+                    let mut f = open().unwrap();
+                    let mut kept = Vec::new();
+                    let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
+                    while std::time::Instant::now() < end {
+                        let off = rng.below(4 << 20);
+                        let len = 1 + rng.below(256 << 10);
+                        let r = match rng.below(10) {
+                            0..=4 => f.write_all_at(&vec![w as u8; len as usize], off),
+                            5 | 6 => cvt(unsafe {
+                                libc::fallocate(
+                                    f.as_raw_fd(),
+                                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                                    off as i64,
+                                    len as i64,
+                                )
+                            } as i64)
+                            .map(drop),
+                            7 => f.set_len(rng.below(4 << 20)),
+                            8 => {
+                                // Unlink while open: the space stays held until the close.
+                                // (A full disk volume refuses creates: then keep writing
+                                // to the unlinked file.)
+                                let _ = fs::remove_file(&path);
+                                open().map(|new| {
+                                    kept.push(std::mem::replace(&mut f, new));
+                                    if kept.len() > 2 {
+                                        kept.remove(0);
+                                    }
+                                })
+                            }
+                            _ => f.write_all_at(&vec![w as u8; len as usize], off / 2),
+                        };
+                        if let Err(e) = r {
+                            assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+        stop.store(true, Ordering::Relaxed); // before any panic goes on, or the sampler spins
+        for r in results {
+            if let Err(panic) = r {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        sampler.join().unwrap()
+    });
+    assert!(v.used() <= LIMIT);
+    // Release of the closed files reaches the daemon asynchronously.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    if m == Medium::Disk {
+        assert!(
+            max_du <= LIMIT + 16 * 4096,
+            "du of the backing directory reached {max_du}, {} over the limit",
+            max_du as i64 - LIMIT as i64
+        );
+        v.assert_counters_match_backing();
+    }
 }

@@ -24,6 +24,8 @@ macro_rules! on_every_medium {
 }
 
 mod cli;
+mod disk;
+mod escape;
 mod inprocess;
 mod limits;
 mod posix;

@@ -1,0 +1,141 @@
+//! What only the disk medium has: data that outlives the daemon, and a backing tree far
+//! larger than the daemon's descriptor limit.
+
+use crate::harness::*;
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+
+/// Files, a hard link, a sparse file, an xattr and a symlink, as a listing to compare.
+fn populate(v: &Volume) -> String {
+    fs::create_dir_all(v.path("a/b")).unwrap();
+    fs::write(v.path("a/b/data"), vec![3u8; 300_000]).unwrap();
+    fs::hard_link(v.path("a/b/data"), v.path("a/hard")).unwrap();
+    let f = fs::File::create(v.path("sparse")).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"tail", 50 << 20).unwrap();
+    std::os::unix::fs::symlink("a/b/data", v.path("link")).unwrap();
+    sh(&format!(
+        "setfattr -n user.k -v kept {}",
+        v.path("a/b/data").display()
+    ));
+    listing(v)
+}
+
+fn listing(v: &Volume) -> String {
+    sh(&format!(
+        "cd {} && find . -printf '%p %y %s %b %n %m %u %T@ %l\\n' | sort && getfattr -d a/b/data && md5sum a/b/data sparse",
+        v.mnt.display()
+    ))
+}
+
+#[test]
+fn a_restarted_daemon_serves_the_same_data_and_usage() {
+    let mut v = Volume::start(
+        Medium::Disk,
+        &["--size-limit", "2Mi", "--inode-limit", "100"],
+    );
+    let before = populate(&v);
+    let (used, inodes) = (v.used(), v.inodes_used());
+    v.assert_counters_match_backing();
+    v.restart();
+    assert_eq!(listing(&v), before);
+    assert_eq!(
+        (v.used(), v.inodes_used()),
+        (used, inodes),
+        "usage counted again at start"
+    );
+    // The limit still holds across the restart: only what was left fits.
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .open(v.path("fill"))
+        .unwrap();
+    let err = loop {
+        if let Err(e) = f.write(&[1u8; 65536]) {
+            break e;
+        }
+    };
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+    assert_eq!(v.used(), 2 << 20);
+    v.assert_counters_match_backing();
+}
+
+#[test]
+fn a_daemon_started_over_too_much_data_refuses_more() {
+    let mut v = Volume::start(Medium::Disk, &["--size-limit", "1Mi"]);
+    v.restart_after(|backing| {
+        fs::write(backing.join("big"), vec![1u8; 3 << 20]).unwrap();
+    });
+    assert_eq!(v.statvfs().f_bfree, 0, "df shows it full");
+    assert_eq!(errno(fs::write(v.path("more"), b"x")), libc::ENOSPC);
+    assert_eq!(
+        fs::read(v.path("big")).unwrap().len(),
+        3 << 20,
+        "served unchanged"
+    );
+    fs::remove_file(v.path("big")).unwrap();
+    fs::write(v.path("more"), b"x").unwrap();
+    v.assert_counters_match_backing();
+}
+
+/// Open descriptors of a process.
+fn open_fds(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+#[test]
+fn a_hundred_thousand_files_within_a_small_descriptor_limit() {
+    const NOFILE: u64 = 1024;
+    const DIRS: usize = 100;
+    const PER_DIR: usize = 1000;
+    let mut v = Volume::start_with(Medium::Disk, &["--size-limit", "2Gi"], Some(NOFILE));
+    v.restart_after(|backing| {
+        for d in 0..DIRS {
+            let dir = backing.join(format!("d{d:03}"));
+            fs::create_dir(&dir).unwrap();
+            for f in 0..PER_DIR {
+                fs::write(dir.join(format!("f{f:04}")), format!("{d}/{f}\n")).unwrap();
+            }
+        }
+    });
+    let total = DIRS * PER_DIR;
+    assert_eq!(v.inodes_used(), (total + DIRS + 1) as u64);
+    let mnt = v.mnt.display();
+    // Every file looked up, twice over, as people do it.
+    let lines = sh(&format!("ls -lR {mnt} | grep -c '^-rw'"));
+    assert_eq!(lines.trim().parse::<usize>().unwrap(), total);
+    let sizes = sh(&format!(
+        "find {mnt} -type f -print0 | xargs -0 stat -c %s | sort -u | wc -l"
+    ));
+    assert!(sizes.trim().parse::<usize>().unwrap() > 1);
+    assert!(
+        open_fds(v.pid()) < NOFILE as usize,
+        "descriptors bounded after lookups"
+    );
+    // Then every file read and written.
+    for d in 0..DIRS {
+        for f in 0..PER_DIR {
+            let p = v.path(&format!("d{d:03}/f{f:04}"));
+            let mut file = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+            let mut s = String::new();
+            file.read_to_string(&mut s).unwrap();
+            assert_eq!(s, format!("{d}/{f}\n"));
+            file.seek(SeekFrom::End(0)).unwrap();
+            file.write_all(b"again\n").unwrap();
+        }
+    }
+    assert!(
+        open_fds(v.pid()) < NOFILE as usize,
+        "descriptors bounded after I/O"
+    );
+    let sample = fs::read_to_string(v.path("d042/f0420")).unwrap();
+    assert_eq!(sample, "42/420\nagain\n");
+    assert_eq!(v.inodes_used(), (total + DIRS + 1) as u64);
+    v.assert_counters_match_backing();
+    assert!(
+        !v.log_text().contains("Too many open files"),
+        "{}",
+        v.log_text()
+    );
+    let _ = fs::metadata(v.path("d000")).unwrap().ino();
+}
