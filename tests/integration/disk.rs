@@ -139,3 +139,76 @@ fn a_hundred_thousand_files_within_a_small_descriptor_limit() {
     );
     let _ = fs::metadata(v.path("d000")).unwrap().ino();
 }
+
+/// `FIEMAP` flags of the extents of a file, or `None` where the filesystem has no FIEMAP.
+fn extent_flags(path: &std::path::Path) -> Option<Vec<u32>> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Extent {
+        logical: u64,
+        physical: u64,
+        length: u64,
+        reserved64: [u64; 2],
+        flags: u32,
+        reserved: [u32; 3],
+    }
+    #[repr(C)]
+    struct Fiemap {
+        start: u64,
+        length: u64,
+        flags: u32,
+        mapped: u32,
+        count: u32,
+        reserved: u32,
+        extents: [Extent; 32],
+    }
+    let f = fs::File::open(path).unwrap();
+    let mut m = Fiemap {
+        start: 0,
+        length: u64::MAX,
+        flags: 0,
+        mapped: 0,
+        count: 32,
+        reserved: 0,
+        extents: [Extent::default(); 32],
+    };
+    if unsafe { libc::ioctl(f.as_raw_fd(), 0xC020_660B, &mut m as *mut Fiemap) } < 0 {
+        return None;
+    }
+    Some(
+        m.extents[..m.mapped as usize]
+            .iter()
+            .map(|e| e.flags)
+            .collect(),
+    )
+}
+
+#[test]
+fn fsync_and_fdatasync_reach_the_backing_file() {
+    const DELALLOC: u32 = 0x4;
+    let v = Volume::start(Medium::Disk, &[]);
+    for (name, datasync) in [("synced", false), ("datasynced", true)] {
+        let mut f = fs::File::create(v.path(name)).unwrap();
+        f.write_all(&vec![7u8; 1 << 20]).unwrap();
+        let backing = v.backing.join(name);
+        let Some(before) = extent_flags(&backing) else {
+            eprintln!("the backing filesystem has no FIEMAP: cannot see allocation; skipped");
+            return;
+        };
+        if !before.iter().any(|f| f & DELALLOC != 0) {
+            eprintln!("no delayed allocation on the backing filesystem: nothing to observe");
+            return;
+        }
+        if datasync {
+            f.sync_data().unwrap()
+        } else {
+            f.sync_all().unwrap()
+        }
+        let after = extent_flags(&backing).unwrap();
+        assert!(
+            !after.is_empty() && after.iter().all(|f| f & DELALLOC == 0),
+            "{name}: the data reached the backing disk ({before:x?} -> {after:x?})"
+        );
+    }
+}
