@@ -100,14 +100,9 @@ pub struct Volume {
     _dir: TempDir,
 }
 
-/// Starts `emptydirfs` with `args`, its daemon tied to the calling thread's life.
-pub fn spawn_daemon(args: &[&OsStr], log: &Path) -> Child {
-    spawn_daemon_limited(args, log, None)
-}
-
-/// As [`spawn_daemon`], with RLIMIT_NOFILE lowered to `nofile` if given; the log is
-/// appended to.
-pub fn spawn_daemon_limited(args: &[&OsStr], log: &Path, nofile: Option<u64>) -> Child {
+/// Starts `emptydirfs` with `args`, its daemon tied to the calling thread's life, with
+/// RLIMIT_NOFILE lowered to `nofile` if given; the log is appended to.
+pub fn spawn_daemon(args: &[&OsStr], log: &Path, nofile: Option<u64>) -> Child {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -179,7 +174,7 @@ impl Volume {
         }
         args.extend(flags.iter().map(OsStr::new));
         args.push(mnt.as_os_str());
-        let child = spawn_daemon_limited(&args, &log, nofile);
+        let child = spawn_daemon(&args, &log, nofile);
         let args = args.iter().map(|a| a.to_os_string()).collect();
         let mut v = Volume {
             mnt,
@@ -249,7 +244,7 @@ impl Volume {
         );
         between(&self.backing);
         let args: Vec<&OsStr> = self.args.iter().map(|a| a.as_os_str()).collect();
-        self.child = Some(spawn_daemon_limited(&args, &self.log, self.nofile));
+        self.child = Some(spawn_daemon(&args, &self.log, self.nofile));
         self.wait_mounted();
     }
 
