@@ -110,10 +110,10 @@ pub struct Nodes {
     map: DashMap<Ino, Arc<Node>>,
     synthetic: DashMap<(u64, Handle), Ino>,
     next_synthetic: AtomicU64,
-    /// Cached descriptors, each with the address of the node it was opened for, so that
-    /// a late insert for a forgotten node never answers for a new one.
-    fds: DashMap<Ino, (usize, Arc<OwnedFd>)>,
-    fd_cap: usize,
+    /// Cached descriptors of directories and of other inodes, kept apart so that a walk
+    /// over many files does not evict the directories every lookup starts from.
+    dir_fds: FdCache,
+    file_fds: FdCache,
     /// The backing directory, opened read-only (`open_by_handle_at` refuses `O_PATH`).
     root_fd: Arc<OwnedFd>,
     root_backing_ino: u64,
@@ -159,8 +159,8 @@ impl Nodes {
             map: DashMap::new(),
             synthetic: DashMap::new(),
             next_synthetic: AtomicU64::new(SYNTHETIC_BASE),
-            fds: DashMap::new(),
-            fd_cap: fd_cache_cap(),
+            dir_fds: FdCache::new(fd_cache_cap() / 2),
+            file_fds: FdCache::new(fd_cache_cap() / 2),
             root_fd: Arc::new(root_fd),
             root_backing_ino: st.st_ino,
         };
@@ -291,7 +291,7 @@ impl Nodes {
                 })
                 .is_some()
         {
-            self.fds.remove(&ino);
+            self.fds_of(&node).map.remove(&ino);
             if ino >= SYNTHETIC_BASE {
                 self.synthetic
                     .remove(&(node.backing_ino, node.handle.clone()));
@@ -308,10 +308,8 @@ impl Nodes {
         if node.ino == ROOT_INO {
             return Ok(self.root_fd.clone());
         }
-        if let Some(e) = self.fds.get(&node.ino)
-            && e.0 == node as *const Node as usize
-        {
-            return Ok(e.1.clone());
+        if let Some(fd) = self.fds_of(node).get(node) {
+            return Ok(fd);
         }
         let fd = Arc::new(node.handle.open(self.root_fd(), libc::O_PATH)?);
         self.cache(node, fd.clone());
@@ -329,27 +327,64 @@ impl Nodes {
 
     /// Drops a deleted inode's cached descriptor, so the backing filesystem frees it now.
     pub fn uncache(&self, node: &Node) {
-        self.fds.remove(&node.ino);
+        self.fds_of(node).map.remove(&node.ino);
     }
 
     fn cache(&self, node: &Node, fd: Arc<OwnedFd>) {
-        self.fds
-            .insert(node.ino, (node as *const Node as usize, fd));
-        if self.fds.len() > self.fd_cap {
-            let victims: Vec<Ino> = self
-                .fds
-                .iter()
-                .take(self.fd_cap / 4)
-                .map(|e| *e.key())
-                .collect();
-            for v in victims {
-                self.fds.remove(&v);
-            }
+        self.fds_of(node).insert(node, fd);
+    }
+
+    fn fds_of(&self, node: &Node) -> &FdCache {
+        if node.kind == FileKind::Directory {
+            &self.dir_fds
+        } else {
+            &self.file_fds
         }
     }
 
     /// Nodes in the table and descriptors in the cache, for tests.
     pub fn counts(&self) -> (usize, usize) {
-        (self.map.len(), self.fds.len())
+        (
+            self.map.len(),
+            self.dir_fds.map.len() + self.file_fds.map.len(),
+        )
+    }
+}
+
+/// A bounded map from node to `O_PATH` descriptor, evicting arbitrary entries when full.
+/// Each entry keeps the address of the node it was opened for, so that a late insert for
+/// a forgotten node never answers for a new node with the same number.
+struct FdCache {
+    map: DashMap<Ino, (usize, Arc<OwnedFd>)>,
+    cap: usize,
+}
+
+impl FdCache {
+    fn new(cap: usize) -> FdCache {
+        FdCache {
+            map: DashMap::new(),
+            cap: cap.max(8),
+        }
+    }
+
+    fn get(&self, node: &Node) -> Option<Arc<OwnedFd>> {
+        let e = self.map.get(&node.ino)?;
+        (e.0 == node as *const Node as usize).then(|| e.1.clone())
+    }
+
+    fn insert(&self, node: &Node, fd: Arc<OwnedFd>) {
+        self.map
+            .insert(node.ino, (node as *const Node as usize, fd));
+        if self.map.len() > self.cap {
+            let victims: Vec<Ino> = self
+                .map
+                .iter()
+                .take(self.cap / 4)
+                .map(|e| *e.key())
+                .collect();
+            for v in victims {
+                self.map.remove(&v);
+            }
+        }
     }
 }
