@@ -255,18 +255,18 @@ impl Backend for DiskFs {
         };
         let blocks =
             |n: u64| (u128::from(n) * u128::from(b.f_frsize) / u128::from(BLOCK_SIZE)) as u64;
+        // Used is always the volume's own (so `df` and `status` show what this volume
+        // holds, not the node's disk); what is free is also bounded by the node's disk.
+        // Without a limit of its own the size is what it holds plus what the disk has left.
         let mut s = ours;
+        let avail = blocks(b.f_bavail);
         if self.size_limited {
-            // Used is ours; what is available is also bounded by the node's free space.
-            s.blocks_avail = s.blocks_avail.min(blocks(b.f_bavail));
+            s.blocks_avail = s.blocks_avail.min(avail);
         } else {
-            (s.blocks, s.blocks_free, s.blocks_avail) =
-                (blocks(b.f_blocks), blocks(b.f_bfree), blocks(b.f_bavail));
+            let used = self.usage.blocks_used();
+            (s.blocks, s.blocks_free, s.blocks_avail) = (used + avail, avail, avail);
         }
-        if !self.inodes_limited && !self.size_limited {
-            (s.files, s.files_free) = (b.f_files, b.f_ffree);
-        } else if !self.inodes_limited {
-            // The volume's own inodes used; as many more as the node's disk has free.
+        if !self.inodes_limited {
             (s.files, s.files_free) = (self.usage.inodes_used() + b.f_ffree, b.f_ffree);
         }
         s

@@ -46,6 +46,7 @@ fn a_restarted_daemon_serves_the_same_data_and_usage() {
     // The limit still holds across the restart: only what was left fits.
     let mut f = OpenOptions::new()
         .create(true)
+        .truncate(false)
         .write(true)
         .open(v.path("fill"))
         .unwrap();
@@ -219,4 +220,25 @@ fn fsync_and_fdatasync_reach_the_backing_file() {
             "{name}: the data reached the backing disk ({before:x?} -> {after:x?})"
         );
     }
+}
+
+#[test]
+fn without_a_limit_df_shows_what_the_volume_holds_not_the_node_disk() {
+    let v = Volume::start_exact(Medium::Disk, &[]);
+    v.assert_counters_match_backing();
+    let empty = v.used();
+    assert!(empty <= 16 * 4096, "an empty volume uses {empty} bytes");
+    fs::write(v.path("f"), vec![1u8; 3 << 20]).unwrap();
+    assert_eq!(v.used() - empty, 3 << 20, "Used grew by what was written");
+    v.assert_counters_match_backing();
+    // Size is what it holds plus what the node's disk has left.
+    let st = v.statvfs();
+    let node = statvfs(&v.backing);
+    let free = |s: &libc::statvfs| s.f_bavail * s.f_frsize;
+    assert_eq!(st.f_blocks * st.f_frsize, v.used() + free(&st));
+    assert!(
+        free(&st).abs_diff(free(&node)) < 1 << 20,
+        "Avail is the node's"
+    );
+    assert_eq!(st.f_ffree, node.f_ffree, "free inodes are the node's");
 }
