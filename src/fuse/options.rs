@@ -37,10 +37,10 @@ pub fn mount<B: Backend>(
 ) -> io::Result<Session<Adapter<B>>> {
     let dev = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if dev < 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::Other,
-            format!("opening /dev/fuse: {}", io::Error::last_os_error()),
-        ));
+        return Err(io::Error::other(format!(
+            "opening /dev/fuse: {}",
+            io::Error::last_os_error()
+        )));
     }
     let fd = unsafe { OwnedFd::from_raw_fd(dev) };
     let data = format!(

@@ -243,6 +243,7 @@ fn mixed_workload(dir: &std::path::Path, worker: u64) {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .open(&p)
             .unwrap();
         let _ = f.write_at(&vec![i as u8; rnd(300_000) as usize + 1], rnd(2 << 20));

@@ -45,6 +45,7 @@ fn fill_to_the_limit_exactly(m: Medium) {
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
+        .truncate(false)
         .open(v.path("fill"))
         .unwrap();
     let chunk = vec![0x5A; 100_000];
@@ -278,6 +279,7 @@ fn mixed_writers_at_the_limit_never_pass_it(m: Medium) {
                             .read(true)
                             .write(true)
                             .create(true)
+                            .truncate(false)
                             .open(&path)
                     };
                     let mut f = open().unwrap();

@@ -411,6 +411,7 @@ fn fallocate_modes(m: Medium) {
         .read(true)
         .write(true)
         .create(true)
+        .truncate(false)
         .open(&p)
         .unwrap();
     let used = |v: &Volume| v.statvfs().f_blocks - v.statvfs().f_bfree;
@@ -484,6 +485,7 @@ fn seek_data_and_hole(m: Medium) {
         .read(true)
         .write(true)
         .create(true)
+        .truncate(false)
         .open(&p)
         .unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, b"data", 1 << 20).unwrap();
@@ -517,6 +519,7 @@ fn sparse_files_hold_no_space(m: Medium) {
     let f = OpenOptions::new()
         .write(true)
         .create(true)
+        .truncate(false)
         .open(&p)
         .unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, b"end", (100u64 << 30) - 3).unwrap();
@@ -688,9 +691,8 @@ fn readdir_while_changing(m: Medium) {
         write_file(&d.join(format!("drop{i}")), b"");
     }
     let mut seen = std::collections::HashSet::new();
-    let mut it = fs::read_dir(&d).unwrap();
-    let mut n = 0;
-    while let Some(e) = it.next() {
+    let it = fs::read_dir(&d).unwrap();
+    for (n, e) in it.enumerate() {
         let name = e.unwrap().file_name().into_string().unwrap();
         assert!(seen.insert(name.clone()), "{name} listed twice");
         // Change the directory while the listing runs.
@@ -698,7 +700,6 @@ fn readdir_while_changing(m: Medium) {
             let _ = fs::remove_file(d.join(format!("drop{n}")));
             write_file(&d.join(format!("new{n}")), b"");
         }
-        n += 1;
     }
     for i in 0..2000 {
         assert!(
