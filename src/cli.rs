@@ -2,6 +2,9 @@
 
 use crate::quantity;
 use crate::serve::{Medium, ServeOptions};
+use crate::volume::layout::{self, DEFAULT_KUBELET_ROOT};
+use crate::volume::setup::SetupRequest;
+use crate::volume::spec::{self, MediumArg};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -20,6 +23,80 @@ pub struct Cli {
 pub enum Command {
     /// Mount one volume at MOUNTPOINT and serve it in the foreground until SIGTERM/SIGINT.
     Serve(ServeArgs),
+    /// Set up a pod's emptyDir volume where kubelet would, start its daemon detached, and
+    /// print the volume's path once it is mounted. Idempotent.
+    Setup(SetupArgs),
+    /// Stop a volume's daemon, unmount it and delete it with all its data. Idempotent.
+    Teardown(TeardownArgs),
+    /// List the volumes under the kubelet root, with usage from their daemons' counters.
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SetupArgs {
+    /// The pod's UID (letters, digits and '-').
+    #[arg(long, value_name = "UID", value_parser = layout::check_pod_uid)]
+    pub pod_uid: String,
+    /// The volume's name in the pod spec (a DNS-1123 label).
+    #[arg(long, value_name = "NAME", value_parser = layout::check_volume_name)]
+    pub volume: String,
+    /// Kubernetes medium: "" (the node's disk), Memory, HugePages, HugePages-2Mi, HugePages-1Gi.
+    #[arg(long, default_value = "", hide_default_value = true, value_parser = spec::parse_medium)]
+    pub medium: MediumArg,
+    /// Hard size limit (sizeLimit), a Kubernetes quantity; default: none for disk, half of RAM for Memory.
+    #[arg(long, value_name = "QUANTITY", allow_hyphen_values = true, value_parser = quantity::parse_positive)]
+    pub size_limit: Option<u64>,
+    /// Hard limit on inodes; default: the backing filesystem's (disk), RAM pages / 2 (Memory).
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = quantity::parse_positive)]
+    pub inode_limit: Option<u64>,
+    /// The pod's fsGroup: the root gets this group and the setgid bit (02777), so new files inherit it.
+    #[arg(long, value_name = "GID", value_parser = clap::value_parser!(u32).range(0..u32::MAX as i64))]
+    pub fs_group: Option<u32>,
+    /// Give the root the sticky bit (01777), as /tmp has.
+    #[arg(long)]
+    pub sticky: bool,
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
+    pub kubelet_root: PathBuf,
+}
+
+impl SetupArgs {
+    pub fn request(&self) -> SetupRequest {
+        SetupRequest {
+            kubelet_root: self.kubelet_root.clone(),
+            pod_uid: self.pod_uid.clone(),
+            volume: self.volume.clone(),
+            medium: self.medium,
+            size_limit: self.size_limit,
+            inode_limit: self.inode_limit,
+            fs_group: self.fs_group,
+            sticky: self.sticky,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TeardownArgs {
+    #[arg(long, value_name = "UID", value_parser = layout::check_pod_uid)]
+    pub pod_uid: String,
+    #[arg(long, value_name = "NAME", value_parser = layout::check_volume_name)]
+    pub volume: String,
+    /// Seconds the daemon gets to exit after SIGTERM before SIGKILL.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub grace: u64,
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
+    pub kubelet_root: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// Only this pod's volumes.
+    #[arg(long, value_name = "UID", value_parser = layout::check_pod_uid)]
+    pub pod_uid: Option<String>,
+    /// A JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
+    pub kubelet_root: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -39,6 +116,9 @@ pub struct ServeArgs {
     /// Threads serving requests; default: one per CPU, between 2 and 8.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+    /// Write `ready` to this inherited fd once mounted, then close it (used by `setup`).
+    #[arg(long, value_name = "FD", hide = true)]
+    pub ready_fd: Option<i32>,
     /// An existing, empty directory that is not a mount point.
     pub mountpoint: PathBuf,
 }
@@ -52,6 +132,7 @@ impl ServeArgs {
             size_limit: self.size_limit,
             inode_limit: self.inode_limit,
             threads: self.threads.map(usize::from),
+            ready_fd: self.ready_fd,
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`fuse`]: the thin adapter from fuser's `Filesystem` to any backend, and the mount
 //!   options and kernel features;
 //! - [`serve`]: the `serve` command: mount point checks, mounting, signals, shutdown;
+//! - [`volume`]: the setup helper (`setup`, `teardown`, `status`): volumes laid out as
+//!   kubelet lays them out, each served by a detached daemon (or hugetlbfs);
 //! - [`mounts`]: the mount table and unmounting;
 //! - [`quantity`]: Kubernetes quantities (`64Mi`, `1e9`);
 //! - [`cli`], [`error`]: arguments, failures and exit codes. `main.rs` only dispatches.
@@ -23,3 +25,4 @@ pub mod memory;
 pub mod mounts;
 pub mod quantity;
 pub mod serve;
+pub mod volume;

@@ -85,6 +85,18 @@ pub fn parse_positive(text: &str) -> Result<u64, String> {
     }
 }
 
+/// Writes `n` as the shortest exact binary quantity: 2097152 is `2Mi`, 1000 is `1000`.
+pub fn format_binary(n: u64) -> String {
+    let suffixes = ["Ei", "Pi", "Ti", "Gi", "Mi", "Ki"];
+    for (i, suffix) in suffixes.iter().enumerate() {
+        let unit = 1u64 << (10 * (6 - i));
+        if n != 0 && n.is_multiple_of(unit) {
+            return format!("{}{suffix}", n / unit);
+        }
+    }
+    n.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +121,20 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(parse(text), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn binary_forms_round_trip() {
+        for (n, text) in [
+            (2 << 20, "2Mi"),
+            (1 << 30, "1Gi"),
+            (64 << 10, "64Ki"),
+            (1000, "1000"),
+            (0, "0"),
+        ] {
+            assert_eq!(format_binary(n), text);
+            assert_eq!(parse(text), Ok(n));
         }
     }
 

@@ -41,6 +41,8 @@ pub struct ServeOptions {
     pub inode_limit: Option<u64>,
     /// Request threads; `None` means one per CPU (at least 2, at most 8).
     pub threads: Option<usize>,
+    /// An inherited fd to write `ready\n` to once mounted (then closed).
+    pub ready_fd: Option<i32>,
 }
 
 fn physical_pages() -> u64 {
@@ -86,18 +88,20 @@ pub fn serve(opts: &ServeOptions) -> Result<(), Failure> {
             let fs = Arc::new(MemoryFs::new(size, inodes));
             crate::memory::spawn_reclaimer(&fs)
                 .map_err(|e| failed(format!("starting the reclaimer: {e}")))?;
-            run(
-                fs,
-                signals,
-                &mountpoint,
-                threads,
-                &describe(Some(size), Some(inodes)),
-            )
+            let limits = describe(Some(size), Some(inodes));
+            run(fs, signals, &mountpoint, threads, &limits, opts.ready_fd)
         }
         (Medium::Disk, Some(backing)) => {
             let fs = DiskFs::open(backing, opts.size_limit, opts.inode_limit).map_err(invalid)?;
             let limits = describe(opts.size_limit, opts.inode_limit);
-            run(Arc::new(fs), signals, &mountpoint, threads, &limits)
+            run(
+                Arc::new(fs),
+                signals,
+                &mountpoint,
+                threads,
+                &limits,
+                opts.ready_fd,
+            )
         }
         (Medium::Memory, Some(_)) => Err(invalid("--backing is only for --medium disk")),
         (Medium::Disk, None) => Err(invalid("--medium disk needs --backing DIR")),
@@ -116,6 +120,7 @@ fn run<B: Backend>(
     mountpoint: &Path,
     threads: usize,
     limits: &str,
+    ready_fd: Option<i32>,
 ) -> Result<(), Failure> {
     let medium = backend.medium();
     let session = fuse::mount(backend, mountpoint, threads)
@@ -134,6 +139,9 @@ fn run<B: Backend>(
         .name("signals".into())
         .spawn(move || tx.send(Event::Signal(signals.wait())))
         .map_err(|e| failed(format!("starting the signal thread: {e}")))?;
+    if let Some(fd) = ready_fd {
+        say_ready(fd);
+    }
 
     match rx.recv() {
         Ok(Event::Signal(sig)) => {
@@ -149,6 +157,17 @@ fn run<B: Backend>(
             Ok(())
         }
         Ok(Event::Ended(Err(e))) => Err(failed(format!("session ended: {e}"))),
+    }
+}
+
+/// Tells whoever started us (`setup`) that the volume is mounted, and closes the fd.
+fn say_ready(fd: i32) {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    // SAFETY: the fd was handed to us for this alone; nothing else in the process uses it.
+    let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
+    if let Err(e) = pipe.write_all(b"ready\n") {
+        log::warn!("telling the ready fd {fd}: {e}");
     }
 }
 

@@ -26,7 +26,10 @@ macro_rules! on_every_medium {
 mod cli;
 mod disk;
 mod escape;
+mod hugepages;
 mod inprocess;
+mod kubelet;
 mod limits;
 mod posix;
+mod setup;
 mod shell;

@@ -1,0 +1,234 @@
+//! The daemon of a FUSE volume: started detached, waited for, found, stopped.
+//!
+//! `setup` starts `emptydirfs serve` in a session of its own (no terminal, no signal from
+//! the caller's shell reaches it), stdin from `/dev/null`, stdout and stderr appended to
+//! the log in the meta dir, and a pipe on fd 3 (`--ready-fd 3`) on which the daemon says
+//! `ready` once the volume is mounted. End of file on that pipe without `ready` means the
+//! daemon failed, and its log says why.
+//!
+//! No pid file: the daemon of a volume is the process whose command line is
+//! `emptydirfs serve ... <volume dir>`, found in `/proc`, so a stale pid can never name a
+//! stranger (a pid reused by another program has another command line).
+
+use crate::error::{Failure, failed};
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The fd on which the daemon reports that it is mounted.
+const READY_FD: i32 = 3;
+const READY: &[u8] = b"ready\n";
+
+/// A daemon just started by this process.
+pub struct Started {
+    pub child: Child,
+    ready: OwnedFd,
+}
+
+/// Starts `emptydirfs serve <serve_args> <mountpoint>`, detached, logging to `log`.
+pub fn spawn(serve_args: &[String], mountpoint: &Path, log: &Path) -> Result<Started, Failure> {
+    let exe = std::env::current_exe().map_err(|e| failed(format!("finding this program: {e}")))?;
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| failed(format!("opening the daemon's log {}: {e}", log.display())))?;
+    let err_file = log_file
+        .try_clone()
+        .map_err(|e| failed(format!("opening the daemon's log: {e}")))?;
+    let mut fds = [0; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(failed(format!("pipe: {}", io::Error::last_os_error())));
+    }
+    let (ready, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let w = write_end.as_raw_fd();
+    let mut cmd = Command::new(exe);
+    cmd.arg("serve")
+        .args(serve_args)
+        .args(["--ready-fd", &READY_FD.to_string()])
+        .arg(mountpoint)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .current_dir("/") // never pin the caller's directory (and its filesystem)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(err_file);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // A caller that ignores these (nohup, some supervisors) must not make the
+            // daemon deaf to the signals teardown stops it with.
+            for sig in [libc::SIGTERM, libc::SIGINT] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            // dup2 leaves the new fd without O_CLOEXEC; if w already is 3, clear it.
+            if w == READY_FD {
+                libc::fcntl(w, libc::F_SETFD, 0);
+            } else if libc::dup2(w, READY_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| failed(format!("starting the daemon: {e}")))?;
+    drop(write_end); // only the daemon holds it now: its exit means end of file
+    Ok(Started { child, ready })
+}
+
+impl Started {
+    /// Waits until the daemon says it is mounted. On failure or timeout the daemon is
+    /// killed and reaped, and the error carries the end of its log.
+    pub fn wait_ready(mut self, timeout: Duration, log: &Path) -> Result<u32, Failure> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + timeout;
+        let mut pipe =
+            std::fs::File::from(self.ready.try_clone().map_err(|e| failed(e.to_string()))?);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut pfd = libc::pollfd {
+                fd: pipe.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let n =
+                unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            if n <= 0 {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(failed(format!(
+                    "the daemon did not mount the volume within {} s; its log ends:\n{}",
+                    timeout.as_secs(),
+                    log_tail(log)
+                )));
+            }
+            let mut buf = [0u8; 16];
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => got.extend_from_slice(&buf[..k]),
+            }
+            if got.starts_with(READY) {
+                return Ok(self.child.id());
+            }
+        }
+        let status = self.child.wait().map_err(|e| failed(e.to_string()))?;
+        Err(failed(format!(
+            "the daemon failed to start ({status}):\n{}",
+            log_tail(log)
+        )))
+    }
+}
+
+/// The last lines of a log, for error messages.
+pub fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join("\n")
+}
+
+/// Every live `emptydirfs serve` process, with the mount point it serves.
+pub fn all() -> Vec<(u32, PathBuf)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, serving(pid)?)))
+        .collect()
+}
+
+/// The pids of live `emptydirfs serve` processes serving `mountpoint`.
+pub fn find(mountpoint: &Path) -> Vec<u32> {
+    all()
+        .into_iter()
+        .filter(|(_, m)| m == mountpoint)
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// What `pid` serves, if it is a live (not zombie: its cmdline is empty)
+/// `emptydirfs serve ... <mountpoint>`.
+fn serving(pid: u32) -> Option<PathBuf> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.strip_suffix(b"\0")?.split(|&b| b == 0).collect();
+    let program = Path::new(OsStr::from_bytes(args.first()?)).file_name()?;
+    if program != "emptydirfs" || args.get(1) != Some(&&b"serve"[..]) || args.len() < 3 {
+        return None;
+    }
+    Some(PathBuf::from(OsStr::from_bytes(args.last()?)))
+}
+
+fn serves(pid: u32, mountpoint: &Path) -> bool {
+    serving(pid).is_some_and(|m| m == mountpoint)
+}
+
+/// Stops the daemons serving `mountpoint`: SIGTERM (the daemon unmounts and exits), then
+/// SIGKILL for any still there after `grace`. Returns the pids that would not die.
+pub fn stop(mountpoint: &Path, grace: Duration) -> Vec<u32> {
+    let pids = find(mountpoint);
+    if pids.is_empty() {
+        return pids;
+    }
+    signal_all(&pids, libc::SIGTERM);
+    let alive = wait_gone(&pids, mountpoint, grace);
+    if alive.is_empty() {
+        return alive;
+    }
+    log::warn!(
+        "daemon {alive:?} still running {} s after SIGTERM: killing it",
+        grace.as_secs()
+    );
+    signal_all(&alive, libc::SIGKILL);
+    wait_gone(&alive, mountpoint, Duration::from_secs(5))
+}
+
+fn signal_all(pids: &[u32], sig: i32) {
+    for &pid in pids {
+        unsafe { libc::kill(pid as i32, sig) };
+    }
+}
+
+/// Whether `pid` has not finished exiting. Its command line empties early in exit, before
+/// its descriptors (`/dev/fuse`) are closed, and its main thread can be a zombie while
+/// other threads still hold them: done is no process, or a zombie with no other thread.
+pub fn exiting_or_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+    !matches!(state, Some('Z') | Some('X') | None) || threads > 1
+}
+
+fn wait_gone(pids: &[u32], mountpoint: &Path, limit: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        // Still ours if it serves the volume, or has stopped serving but not yet exited.
+        let alive: Vec<u32> = pids
+            .iter()
+            .copied()
+            .filter(|&p| serves(p, mountpoint) || (serving(p).is_none() && exiting_or_alive(p)))
+            .collect();
+        if alive.is_empty() || Instant::now() >= deadline {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,225 @@
+//! The HugePages media: setup mounts the kernel's hugetlbfs with a hard size. Each test
+//! reserves pages through `nr_hugepages` and gives them back, one test at a time.
+
+use crate::harness::*;
+use crate::kubelet::*;
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+const PAGE: usize = 2 << 20;
+const SYSFS: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB";
+static POOL_LOCK: Mutex<()> = Mutex::new(());
+
+fn counter(name: &str) -> u64 {
+    fs::read_to_string(format!("{SYSFS}/{name}"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `pages` more 2 MiB pages in the pool while it lives; the old size restored on drop.
+struct Pool {
+    before: u64,
+    _one_at_a_time: MutexGuard<'static, ()>,
+}
+
+impl Pool {
+    fn reserve(pages: u64) -> Pool {
+        let guard = POOL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let before = counter("nr_hugepages");
+        let pool = Pool {
+            before,
+            _one_at_a_time: guard,
+        };
+        fs::write(
+            format!("{SYSFS}/nr_hugepages"),
+            (before + pages).to_string(),
+        )
+        .unwrap();
+        assert!(
+            counter("free_hugepages") >= pages,
+            "the kernel could not give {pages} huge pages"
+        );
+        pool
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let _ = fs::write(format!("{SYSFS}/nr_hugepages"), self.before.to_string());
+    }
+}
+
+/// Maps `len` bytes of `path` shared (creating it) and fills them with `byte`.
+fn map_and_fill(path: &Path, len: usize, byte: u8) -> std::io::Result<()> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    unsafe {
+        std::ptr::write_bytes(p.cast::<u8>(), byte, len);
+        libc::munmap(p, len);
+    }
+    Ok(())
+}
+
+fn map_and_read(path: &Path, len: usize) -> Vec<u8> {
+    let f = fs::File::open(path).unwrap();
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+    let v = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len).to_vec() };
+    unsafe { libc::munmap(p, len) };
+    v
+}
+
+#[test]
+fn a_huge_pages_volume_is_hugetlbfs_with_a_hard_size() {
+    let _pool = Pool::reserve(4);
+    let free = counter("free_hugepages");
+    let k = KubeletRoot::new();
+    let v = k.setup(
+        "huge",
+        &[
+            "--medium",
+            "HugePages-2Mi",
+            "--size-limit",
+            "4Mi",
+            "--fs-group",
+            "4242",
+        ],
+    );
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.contains(v.to_str().unwrap()))
+        .unwrap();
+    assert!(
+        line.contains(" - hugetlbfs ") && line.contains("pagesize=2M"),
+        "{line}"
+    );
+    let st = statvfs(&v);
+    assert_eq!(
+        (st.f_blocks * st.f_bsize, st.f_bsize),
+        (4 << 20, PAGE as u64),
+        "df shows the size"
+    );
+    let root = fs::metadata(&v).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((root.mode() & 0o7777, root.gid()), (0o2777, 4242));
+
+    map_and_fill(&v.join("a"), 2 * PAGE, 0xab).unwrap();
+    assert_eq!(map_and_read(&v.join("a"), 2 * PAGE), vec![0xab; 2 * PAGE]);
+    assert_eq!(counter("free_hugepages"), free - 2, "backed by huge pages");
+    let err = map_and_fill(&v.join("b"), PAGE, 1).unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::ENOMEM),
+        "the size is a hard limit"
+    );
+
+    let s = k.status_json("huge");
+    assert_eq!(json_str(&s, "medium"), "HugePages-2Mi");
+    assert_eq!(json_str(&s, "health"), "serving");
+    assert_eq!(json_u64(&s, "size_limit"), Some(4 << 20));
+    assert_eq!(json_u64(&s, "used_bytes"), Some(4 << 20));
+    assert_eq!(json_u64(&s, "pid"), None, "no daemon");
+    // Plain HugePages is the default page size, here 2Mi: the same volume.
+    assert_eq!(
+        k.setup(
+            "huge",
+            &[
+                "--medium",
+                "HugePages",
+                "--size-limit",
+                "4Mi",
+                "--fs-group",
+                "4242"
+            ]
+        ),
+        v
+    );
+    assert_eq!(
+        map_and_read(&v.join("a"), 2 * PAGE),
+        vec![0xab; 2 * PAGE],
+        "untouched"
+    );
+
+    assert_success(&k.teardown("huge"), "teardown");
+    k.assert_gone("huge");
+    assert_eq!(
+        counter("free_hugepages"),
+        free,
+        "the pages are back in the pool"
+    );
+}
+
+#[test]
+fn huge_page_requests_the_kernel_cannot_honour_are_refused() {
+    let _pool = Pool::reserve(2);
+    let k = KubeletRoot::new();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--medium", "HugePages-2Mi", "--size-limit", "3Mi"],
+            "not a multiple of the huge page size 2Mi",
+        ),
+        (
+            &["--medium", "HugePages-2Mi", "--size-limit", "8Mi"],
+            "the limit needs 4 pages, 2 are free",
+        ),
+        (&["--medium", "HugePages-3Mi"], "offers no 3Mi huge pages"),
+        (&["--medium", "HugePages-1Gi", "--size-limit", "1Gi"], "1Gi"),
+        (
+            &[
+                "--medium",
+                "HugePages-2Mi",
+                "--size-limit",
+                "4Mi",
+                "--inode-limit",
+                "0",
+            ],
+            "greater than zero",
+        ),
+    ];
+    for (flags, want) in cases {
+        let out = k.run(&[&["setup", "--pod-uid", POD, "--volume", "huge"], flags].concat());
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(want),
+            "{flags:?}: wanted {want:?} in {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            k.entries(),
+            Vec::<String>::new(),
+            "{flags:?} created something"
+        );
+    }
+}

@@ -1,0 +1,494 @@
+//! The setup helper: `setup`, `teardown` and `status` against a kubelet root, on every
+//! FUSE medium (HugePages is in `hugepages.rs`).
+
+use crate::harness::*;
+use crate::kubelet::*;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+use std::time::Duration;
+
+on_every_medium!(
+    setup_serves_a_volume_and_teardown_leaves_nothing,
+    setup_again_changes_nothing_and_a_different_request_is_refused,
+    a_killed_daemon_is_cleared_by_teardown,
+    a_killed_daemon_is_replaced_by_setup,
+    fs_group_makes_new_files_inherit_the_group,
+    sticky_root_keeps_users_from_deleting_each_others_files,
+    concurrent_setups_end_with_one_volume_and_one_daemon,
+    teardown_of_a_busy_volume_succeeds_and_the_user_gets_errors,
+);
+
+fn setup_serves_a_volume_and_teardown_leaves_nothing(m: Medium) {
+    let k = KubeletRoot::new();
+    let v = k.setup(
+        "scratch",
+        &[
+            "--medium",
+            k8s_medium(m),
+            "--size-limit",
+            "8Mi",
+            "--inode-limit",
+            "50",
+        ],
+    );
+    assert!(
+        k.meta_dir("scratch").join("ready").is_file(),
+        "ready written"
+    );
+    let st = statvfs(&v);
+    assert_eq!(st.f_blocks * st.f_frsize, 8 << 20, "df shows the limit");
+    assert_eq!(st.f_files, 50);
+    assert_eq!(
+        fs::metadata(&v).unwrap().mode() & 0o7777,
+        0o777,
+        "root mode"
+    );
+    fs::write(v.join("f"), vec![7u8; 3 << 20]).unwrap();
+    assert_eq!(fs::read(v.join("f")).unwrap(), vec![7u8; 3 << 20]);
+    let err = fs::write(v.join("big"), vec![1u8; 6 << 20]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "the limit is hard");
+    fs::remove_file(v.join("big")).unwrap();
+
+    let s = k.status_json("scratch");
+    assert_eq!(json_str(&s, "health"), "serving");
+    assert_eq!(json_str(&s, "medium"), k8s_medium(m));
+    assert_eq!(json_u64(&s, "size_limit"), Some(8 << 20));
+    assert_eq!(json_u64(&s, "inode_limit"), Some(50));
+    let used = json_u64(&s, "used_bytes").unwrap();
+    assert!(
+        (3 << 20..(3 << 20) + 16 * 4096).contains(&used),
+        "used {used}"
+    );
+    assert_eq!(json_u64(&s, "inodes_used"), Some(2));
+    let pid = json_u64(&s, "pid").unwrap() as u32;
+    assert_eq!(k.daemons(), vec![pid]);
+    let table = String::from_utf8(k.run(&["status"]).stdout).unwrap();
+    assert!(
+        table.contains("scratch") && table.contains("8.0Mi") && table.contains("serving"),
+        "{table}"
+    );
+
+    let out = k.teardown("scratch");
+    assert_success(&out, "teardown");
+    k.assert_gone("scratch");
+    // Gone, or a zombie waiting for init to reap it: either way its memory is returned.
+    let rss = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    assert!(
+        !rss.contains("VmRSS"),
+        "the daemon still holds memory: {rss}"
+    );
+    assert_success(&k.teardown("scratch"), "a second teardown");
+    assert_success(
+        &k.run(&["teardown", "--pod-uid", "never-seen", "--volume", "x"]),
+        "teardown of nothing",
+    );
+}
+
+fn setup_again_changes_nothing_and_a_different_request_is_refused(m: Medium) {
+    let k = KubeletRoot::new();
+    let flags = ["--medium", k8s_medium(m), "--size-limit", "4Mi"];
+    let v = k.setup("cache", &flags);
+    fs::write(v.join("kept"), b"data").unwrap();
+    let ready = fs::metadata(k.meta_dir("cache").join("ready")).unwrap();
+    let pids = k.daemons();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(k.setup("cache", &flags), v);
+    assert_eq!(k.daemons(), pids, "the same daemon serves it");
+    assert_eq!(fs::read(v.join("kept")).unwrap(), b"data");
+    let again = fs::metadata(k.meta_dir("cache").join("ready")).unwrap();
+    assert_eq!(
+        again.mtime_nsec(),
+        ready.mtime_nsec(),
+        "ready was not rewritten"
+    );
+
+    let other = if m == Medium::Memory { "" } else { "Memory" };
+    for different in [
+        vec!["--medium", other, "--size-limit", "4Mi"],
+        vec!["--medium", k8s_medium(m), "--size-limit", "8Mi"],
+        vec!["--medium", k8s_medium(m), "--size-limit", "4Mi", "--sticky"],
+    ] {
+        let out = k.run(
+            &[
+                &["setup", "--pod-uid", POD, "--volume", "cache"],
+                &different[..],
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{different:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("already set up with"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(fs::read(v.join("kept")).unwrap(), b"data", "untouched");
+        assert_eq!(k.daemons(), pids);
+    }
+}
+
+/// Kills the one daemon below `k` with SIGKILL and waits until it is gone.
+fn kill_daemon(k: &KubeletRoot) {
+    let pids = k.daemons();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while emptydirfs::volume::daemon::exiting_or_alive(pids[0]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "daemon survived SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn a_killed_daemon_is_cleared_by_teardown(m: Medium) {
+    let k = KubeletRoot::new();
+    let v = k.setup("scratch", &["--medium", k8s_medium(m)]);
+    fs::write(v.join("f"), vec![1u8; 1 << 20]).unwrap();
+    kill_daemon(&k);
+    assert_eq!(
+        errno(fs::metadata(v.join("f"))),
+        libc::ENOTCONN,
+        "users get ENOTCONN"
+    );
+    assert_eq!(json_str(&k.status_json("scratch"), "health"), "dead mount");
+    let out = k.teardown("scratch");
+    assert_success(&out, "teardown");
+    k.assert_gone("scratch");
+}
+
+fn a_killed_daemon_is_replaced_by_setup(m: Medium) {
+    let k = KubeletRoot::new();
+    let flags = [
+        "--medium",
+        k8s_medium(m),
+        "--size-limit",
+        "16Mi",
+        "--fs-group",
+        "4242",
+    ];
+    let v = k.setup("scratch", &flags);
+    fs::create_dir(v.join("d")).unwrap();
+    fs::write(v.join("d/f"), vec![5u8; 2 << 20]).unwrap();
+    let used = json_u64(&k.status_json("scratch"), "used_bytes").unwrap();
+    kill_daemon(&k);
+
+    let out = k.run(
+        &[
+            &["setup", "--pod-uid", POD, "--volume", "scratch"],
+            &flags[..],
+        ]
+        .concat(),
+    );
+    assert_success(&out, "setup after a crash");
+    assert_eq!(k.daemons().len(), 1);
+    let s = k.status_json("scratch");
+    assert_eq!(json_str(&s, "health"), "serving");
+    let root = fs::metadata(&v).unwrap();
+    assert_eq!(
+        (root.mode() & 0o7777, root.gid()),
+        (0o2777, 4242),
+        "root mode and group"
+    );
+    match m {
+        Medium::Disk => {
+            assert!(stderr(&out).contains("same data"), "{}", stderr(&out));
+            assert_eq!(
+                fs::read(v.join("d/f")).unwrap(),
+                vec![5u8; 2 << 20],
+                "data is back"
+            );
+            assert_eq!(json_u64(&s, "used_bytes"), Some(used), "usage is back");
+        }
+        Medium::Memory => {
+            assert!(stderr(&out).contains("starts empty"), "{}", stderr(&out));
+            assert_eq!(
+                fs::read_dir(&v).unwrap().count(),
+                0,
+                "a memory volume comes back empty"
+            );
+            assert_eq!(json_u64(&s, "used_bytes"), Some(0));
+        }
+    }
+    assert_success(&k.teardown("scratch"), "teardown");
+    k.assert_gone("scratch");
+}
+
+fn fs_group_makes_new_files_inherit_the_group(m: Medium) {
+    let k = KubeletRoot::new();
+    let v = k.setup("shared", &["--medium", k8s_medium(m), "--fs-group", "4242"]);
+    let root = fs::metadata(&v).unwrap();
+    assert_eq!((root.mode() & 0o7777, root.gid()), (0o2777, 4242));
+    let view = View::of(&v);
+    let out = sh_as(
+        1000,
+        1000,
+        &format!(
+            "cd {} && mkdir d && echo x > d/f && stat -c %g d d/f",
+            view.path.display()
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "4242\n4242\n",
+        "new files get the fsGroup"
+    );
+    assert_eq!(
+        fs::metadata(v.join("d")).unwrap().mode() & 0o2000,
+        0o2000,
+        "subdirectories keep setgid"
+    );
+}
+
+fn sticky_root_keeps_users_from_deleting_each_others_files(m: Medium) {
+    let k = KubeletRoot::new();
+    for (name, sticky) in [("open", false), ("sticky", true)] {
+        let flags: &[&str] = if sticky { &["--sticky"] } else { &[] };
+        let v = k.setup(name, &[&["--medium", k8s_medium(m)], flags].concat());
+        let want = if sticky { 0o1777 } else { 0o777 };
+        assert_eq!(fs::metadata(&v).unwrap().mode() & 0o7777, want);
+        let view = View::of(&v);
+        let p = view.path.display();
+        let out = sh_as(1000, 1000, &format!("echo mine > {p}/f"));
+        assert!(out.status.success());
+        let out = sh_as(1001, 1001, &format!("rm -f {p}/f"));
+        assert_eq!(
+            out.status.success(),
+            !sticky,
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(v.join("f").exists(), sticky);
+    }
+}
+
+fn concurrent_setups_end_with_one_volume_and_one_daemon(m: Medium) {
+    let k = KubeletRoot::new();
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    k.run(&[
+                        "setup",
+                        "--pod-uid",
+                        POD,
+                        "--volume",
+                        "race",
+                        "--medium",
+                        k8s_medium(m),
+                        "--size-limit",
+                        "4Mi",
+                    ])
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &outs {
+        assert_success(out, "a concurrent setup");
+    }
+    assert_eq!(k.daemons().len(), 1, "one daemon");
+    assert_eq!(
+        mounts_below(k.path()),
+        vec![k.volume_dir("race")],
+        "one mount"
+    );
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3).map(|_| s.spawn(|| k.teardown("race"))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &outs {
+        assert_success(out, "a concurrent teardown");
+    }
+    k.assert_gone("race");
+}
+
+fn teardown_of_a_busy_volume_succeeds_and_the_user_gets_errors(m: Medium) {
+    let k = KubeletRoot::new();
+    let v = k.setup("busy", &["--medium", k8s_medium(m)]);
+    // A shell sitting in the volume, and a writer holding a file open.
+    let script = format!(
+        "cd {} && exec 3>f && while echo data >&3; do sleep 0.01; done; echo gone >&2; sleep 1",
+        v.display()
+    );
+    let mut user = Command::new("sh")
+        .args(["-c", &script])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let out = k.teardown("busy");
+    assert_success(&out, "teardown");
+    k.assert_gone("busy");
+    let status = wait_timeout(&mut user, Duration::from_secs(10)).expect("the writer hangs");
+    assert!(!status.success() || status.code() == Some(0), "{status}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(user.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("gone"), "the writer's writes failed: {err}");
+}
+
+#[test]
+fn bad_inputs_are_refused_and_nothing_is_created() {
+    let k = KubeletRoot::new();
+    let other = TempDir::new("other");
+    let file = other.path().join("not-a-dir");
+    let missing = k.path().join("missing");
+    let link = TempDir::new("link");
+    let symlinked = link.path().join("root");
+    std::os::unix::fs::symlink(k.path(), &symlinked).unwrap();
+    let root = k.path().to_str().unwrap().to_string();
+    let long = "a".repeat(64);
+    let dotted = format!(
+        "{root}/../{}",
+        k.path().file_name().unwrap().to_str().unwrap()
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--volume", ".."], "invalid volume name"),
+        (vec!["--volume", "a/b"], "invalid volume name"),
+        (vec!["--volume", ""], "invalid volume name"),
+        (vec!["--volume", "Scratch"], "invalid volume name"),
+        (vec!["--volume", &long], "invalid volume name"),
+        (vec!["--pod-uid", "../etc"], "invalid pod UID"),
+        (vec!["--pod-uid", "a/b"], "invalid pod UID"),
+        (vec!["--pod-uid", ""], "invalid pod UID"),
+        (vec!["--size-limit", "12Zi"], "invalid quantity \"12Zi\""),
+        (vec!["--size-limit", "0"], "greater than zero"),
+        (vec!["--size-limit", "-1Gi"], "must not be negative"),
+        (vec!["--inode-limit", "0"], "greater than zero"),
+        (
+            vec!["--medium", "tmpfs"],
+            "unknown storage medium \"tmpfs\"",
+        ),
+        (
+            vec!["--medium", "memory"],
+            "unknown storage medium \"memory\"",
+        ),
+        (vec!["--fs-group", "staff"], "invalid value"),
+        (vec!["--fs-group", "4294967295"], "invalid value"),
+        (
+            vec!["--kubelet-root", missing.to_str().unwrap()],
+            "does not exist",
+        ),
+        (
+            vec!["--kubelet-root", file.to_str().unwrap()],
+            "is not a directory",
+        ),
+        (
+            vec!["--kubelet-root", symlinked.to_str().unwrap()],
+            "symlink",
+        ),
+        (vec!["--kubelet-root", &dotted], "symlink"),
+        (vec!["--bogus"], "unexpected argument"),
+    ];
+    fs::write(&file, b"").unwrap();
+    for (change, want) in &cases {
+        // Defaults, with one thing changed; the last --kubelet-root given wins.
+        let mut args = vec![
+            "setup",
+            "--pod-uid",
+            POD,
+            "--volume",
+            "ok",
+            "--kubelet-root",
+            &root,
+        ];
+        for pair in change.chunks(2) {
+            match args.iter().position(|a| *a == pair[0]) {
+                Some(i) if pair.len() == 2 => args[i + 1] = pair[1],
+                _ => args.extend(pair),
+            }
+        }
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{change:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(want),
+            "{change:?}: wanted {want:?} in {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            k.entries(),
+            Vec::<String>::new(),
+            "{change:?} created something"
+        );
+    }
+    fs::remove_file(&file).unwrap();
+    for args in [
+        vec!["teardown", "--pod-uid", POD, "--volume", ".."],
+        vec!["teardown", "--pod-uid", "a/../b", "--volume", "x"],
+        vec!["status", "--pod-uid", "a/b"],
+    ] {
+        let out = k.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+    let out = Command::new(BIN)
+        .args(["status", "--kubelet-root", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(k.entries(), Vec::<String>::new());
+}
+
+#[test]
+fn a_daemon_that_cannot_start_fails_setup_and_leaves_nothing() {
+    // ramfs gives no file handles, so a disk volume's daemon refuses to serve from it.
+    let dir = TempDir::new("ramfs");
+    run(Command::new("mount")
+        .args(["-t", "ramfs", "ramfs"])
+        .arg(dir.path()));
+    let root = dir.path();
+    let out = Command::new(BIN)
+        .args([
+            "setup",
+            "--pod-uid",
+            POD,
+            "--volume",
+            "scratch",
+            "--kubelet-root",
+        ])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("file handles"),
+        "the daemon's error is shown: {}",
+        stderr(&out)
+    );
+    let left = sh(&format!("find {} -mindepth 1", root.display()));
+    assert_eq!(left, "", "setup left something behind");
+    assert_eq!(daemons_below(root), Vec::<u32>::new());
+    assert_eq!(
+        mounts_below(root),
+        vec![root.to_path_buf()],
+        "only the ramfs itself"
+    );
+}
+
+#[test]
+fn status_counts_come_from_the_daemon_not_a_walk() {
+    let k = KubeletRoot::new();
+    let v = k.setup("many", &["--medium", "Memory"]);
+    for i in 0..2000 {
+        fs::write(v.join(format!("f{i}")), b"x").unwrap();
+    }
+    let s = k.status_json("many");
+    assert_eq!(json_u64(&s, "inodes_used"), Some(2001));
+    assert_eq!(json_u64(&s, "used_bytes"), Some(2000 * 4096));
+    let st = statvfs(&v);
+    assert_eq!(
+        json_u64(&s, "inode_limit"),
+        Some(st.f_files),
+        "a memory volume's default limit"
+    );
+}
