@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Installs, as root on Debian, the programs the tests drive: fio (data verification),
-# attr (setfattr/getfattr), and fuse3 (fusermount3, for people unmounting by hand).
-# Does nothing when they are all there already.
+# Installs, as root on Debian, what the tests drive: fio (data verification), attr
+# (setfattr/getfattr), fuse3 (fusermount3, for people unmounting by hand), util-linux
+# (setpriv), and the conformance suites pjdfstest and fsx (fsx-rs) at pinned versions in
+# /usr/local/bin; makes sure the users pjdfstest acts as exist. Does nothing when all
+# of it is there already.
 set -euo pipefail
+PJDFSTEST_VERSION=0.2.2
+FSX_VERSION=0.3.2
+
 need=()
 command -v fio >/dev/null || need+=(fio)
 command -v setfattr >/dev/null || need+=(attr)
@@ -15,3 +20,19 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 [ -e /dev/fuse ] || modprobe fuse
+
+# cargo install <crate> <version> <binary>: only when that version is not there.
+install_crate() {
+    if ! "/usr/local/bin/$3" --version 2>/dev/null | grep -qx "$3 $2"; then
+        echo "installing: $1 $2"
+        cargo install --quiet --locked --force --root /usr/local "$1@$2"
+    fi
+}
+install_crate pjdfstest "$PJDFSTEST_VERSION" pjdfstest
+install_crate fsx "$FSX_VERSION" fsx
+
+# pjdfstest switches to these two user/group pairs (tests/conformance/pjdfstest.toml).
+getent group nogroup >/dev/null || groupadd --system nogroup
+getent passwd nobody >/dev/null || useradd --system --gid nogroup --no-create-home nobody
+getent group daemon >/dev/null || groupadd --system daemon
+getent passwd daemon >/dev/null || useradd --system --gid daemon --no-create-home daemon

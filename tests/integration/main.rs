@@ -24,6 +24,7 @@ macro_rules! on_every_medium {
 }
 
 mod cli;
+mod conformance;
 mod disk;
 mod escape;
 mod hugepages;

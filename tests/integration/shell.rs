@@ -1,9 +1,8 @@
 //! The volume used as people and programs use it: ls, stat, df, du, cp -a, tar, sort -T
-//! and fio with verification.
+//! (fio with verification is in `conformance.rs`).
 
 use crate::harness::*;
 use std::fs;
-use std::process::Command;
 
 /// A small tree with data, a symlink, a hard link, odd modes, old times and an xattr.
 fn make_tree(dir: &std::path::Path) {
@@ -88,30 +87,8 @@ fn sort_spills_to_the_volume(m: Medium) {
     ));
 }
 
-fn fio_verify(m: Medium) {
-    let v = Volume::start(m, &[]);
-    let job = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fio/verify.fio");
-    let out = Command::new("fio")
-        .current_dir(&v.mnt) // fio leaves its verify state files in the working directory
-        .arg(format!("--directory={}", v.mnt.display()))
-        .arg(job)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "fio failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !text.contains("verify:") && text.contains("err= 0"),
-        "{text}"
-    );
-}
-
 on_every_medium!(
     cp_a_and_tar_round_trip,
     ls_stat_df_du_as_people_use_them,
     sort_spills_to_the_volume,
-    fio_verify
 );
