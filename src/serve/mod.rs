@@ -80,6 +80,9 @@ pub fn serve(opts: &ServeOptions) -> Result<(), Failure> {
             "--inode-limit must be at least 1 (the root directory)",
         ));
     }
+    if let Some(fd) = opts.ready_fd {
+        check_ready_fd(fd)?;
+    }
     let threads = opts.threads.unwrap_or_else(default_threads);
     match (opts.medium, &opts.backing) {
         (Medium::Memory, None) => {
@@ -157,6 +160,20 @@ fn run<B: Backend>(
             Ok(())
         }
         Ok(Event::Ended(Err(e))) => Err(failed(format!("session ended: {e}"))),
+    }
+}
+
+/// The ready fd must be an inherited pipe, not stdin/out/err or anything else we would
+/// write into and close.
+fn check_ready_fd(fd: i32) -> Result<(), Failure> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let is_pipe = fd >= 3
+        && unsafe { libc::fstat(fd, &mut st) } == 0
+        && st.st_mode & libc::S_IFMT == libc::S_IFIFO;
+    if is_pipe {
+        Ok(())
+    } else {
+        Err(invalid(format!("--ready-fd {fd} is not an inherited pipe")))
     }
 }
 

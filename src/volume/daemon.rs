@@ -78,6 +78,18 @@ pub fn spawn(serve_args: &[String], mountpoint: &Path, log: &Path) -> Result<Sta
             } else if libc::dup2(w, READY_FD) < 0 {
                 return Err(io::Error::last_os_error());
             }
+            // Nothing else of the caller's survives exec: a pipe the caller reads to its
+            // end, or a lock it holds, must not live as long as the daemon.
+            let first = (READY_FD + 1) as libc::c_uint;
+            if libc::syscall(
+                libc::SYS_close_range,
+                first,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
             Ok(())
         });
     }
@@ -141,7 +153,7 @@ pub fn log_tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(8)..].join("\n")
 }
 
-/// Every live `emptydirfs serve` process, with the mount point it serves.
+/// Every live `emptydirfs serve` process of ours, with the mount point it serves.
 pub fn all() -> Vec<(u32, PathBuf)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -161,74 +173,119 @@ pub fn find(mountpoint: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// What `pid` serves, if it is a live (not zombie: its cmdline is empty)
-/// `emptydirfs serve ... <mountpoint>`.
+/// What `pid` serves, if it is `<program> serve ... <mountpoint>` running as our user (a
+/// process of another user can put anything in its command line). A zombie has an empty
+/// command line and serves nothing.
 fn serving(pid: u32) -> Option<PathBuf> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let uid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    if uid != unsafe { libc::geteuid() } {
+        return None;
+    }
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.strip_suffix(b"\0")?.split(|&b| b == 0).collect();
-    let program = Path::new(OsStr::from_bytes(args.first()?)).file_name()?;
-    if program != "emptydirfs" || args.get(1) != Some(&&b"serve"[..]) || args.len() < 3 {
+    if args.get(1) != Some(&&b"serve"[..]) || args.len() < 3 {
         return None;
     }
     Some(PathBuf::from(OsStr::from_bytes(args.last()?)))
 }
 
-fn serves(pid: u32, mountpoint: &Path) -> bool {
-    serving(pid).is_some_and(|m| m == mountpoint)
+/// A process held by a pidfd: signals reach it and no other process, even after its pid
+/// is reused, and it polls readable once all its threads have exited (and so closed
+/// `/dev/fuse`).
+struct Process {
+    pid: u32,
+    fd: OwnedFd,
+}
+
+impl Process {
+    /// Opens `pid` if it still serves `mountpoint` (checked after opening, so the pidfd
+    /// is known to name that daemon).
+    fn open(pid: u32, mountpoint: &Path) -> Option<Process> {
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return None;
+        }
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        (serving(pid).as_deref() == Some(mountpoint)).then_some(Process { pid, fd })
+    }
+
+    fn signal(&self, sig: i32) {
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+    }
+
+    fn exited(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    }
+}
+
+/// Waits until `pid` has exited with all its threads; false after `limit`.
+pub fn wait_exited(pid: u32, limit: Duration) -> bool {
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return true; // no such process
+    }
+    let p = Process {
+        pid,
+        fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
+    };
+    wait_all(&[&p], limit).is_empty()
 }
 
 /// Stops the daemons serving `mountpoint`: SIGTERM (the daemon unmounts and exits), then
 /// SIGKILL for any still there after `grace`. Returns the pids that would not die.
 pub fn stop(mountpoint: &Path, grace: Duration) -> Vec<u32> {
-    let pids = find(mountpoint);
-    if pids.is_empty() {
-        return pids;
+    let procs: Vec<Process> = find(mountpoint)
+        .into_iter()
+        .filter_map(|p| Process::open(p, mountpoint))
+        .collect();
+    if procs.is_empty() {
+        return Vec::new();
     }
-    signal_all(&pids, libc::SIGTERM);
-    let alive = wait_gone(&pids, mountpoint, grace);
+    procs.iter().for_each(|p| p.signal(libc::SIGTERM));
+    let alive = wait_all(&procs.iter().collect::<Vec<_>>(), grace);
     if alive.is_empty() {
-        return alive;
+        return Vec::new();
     }
     log::warn!(
-        "daemon {alive:?} still running {} s after SIGTERM: killing it",
+        "daemon {:?} still running {} s after SIGTERM: killing it",
+        alive.iter().map(|p| p.pid).collect::<Vec<_>>(),
         grace.as_secs()
     );
-    signal_all(&alive, libc::SIGKILL);
-    wait_gone(&alive, mountpoint, Duration::from_secs(5))
+    alive.iter().for_each(|p| p.signal(libc::SIGKILL));
+    wait_all(&alive, Duration::from_secs(5))
+        .iter()
+        .map(|p| p.pid)
+        .collect()
 }
 
-fn signal_all(pids: &[u32], sig: i32) {
-    for &pid in pids {
-        unsafe { libc::kill(pid as i32, sig) };
-    }
-}
-
-/// Whether `pid` has not finished exiting. Its command line empties early in exit, before
-/// its descriptors (`/dev/fuse`) are closed, and its main thread can be a zombie while
-/// other threads still hold them: done is no process, or a zombie with no other thread.
-pub fn exiting_or_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
-    !matches!(state, Some('Z') | Some('X') | None) || threads > 1
-}
-
-fn wait_gone(pids: &[u32], mountpoint: &Path, limit: Duration) -> Vec<u32> {
+/// Waits up to `limit` for the processes to exit; returns those that did not.
+fn wait_all<'a>(procs: &[&'a Process], limit: Duration) -> Vec<&'a Process> {
     let deadline = Instant::now() + limit;
     loop {
-        // Still ours if it serves the volume, or has stopped serving but not yet exited.
-        let alive: Vec<u32> = pids
-            .iter()
-            .copied()
-            .filter(|&p| serves(p, mountpoint) || (serving(p).is_none() && exiting_or_alive(p)))
-            .collect();
+        let alive: Vec<&Process> = procs.iter().copied().filter(|p| !p.exited()).collect();
         if alive.is_empty() || Instant::now() >= deadline {
             return alive;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }

@@ -1,6 +1,7 @@
 //! Directories of the layout: created with their modes (and undone on failure), locked,
 //! and removed without ever deleting through a mount.
 
+use super::layout::Layout;
 use crate::error::{Failure, failed, invalid};
 use crate::mounts;
 use std::io;
@@ -68,26 +69,54 @@ pub fn check_is_dir(path: &Path) -> Result<(), Failure> {
 
 /// An exclusive `flock` on a pod's directory: setups and teardowns of one pod's volumes
 /// run one at a time, so two setups of a volume end with one daemon. Released on drop.
+///
+/// A failed setup may remove the pod directory it created (holding the lock), so after
+/// locking, the locked directory must still be the one at the path; if not, lock again.
 pub struct PodLock(#[allow(dead_code)] OwnedFd);
 
 impl PodLock {
-    pub fn acquire(pod_dir: &Path) -> Result<PodLock, Failure> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(pod_dir)
-            .map_err(|e| failed(format!("opening {} to lock it: {e}", pod_dir.display())))?;
-        let fd = OwnedFd::from(dir);
-        loop {
-            if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(PodLock(fd));
+    /// Creates `pods/<UID>` if needed (recorded in `created`) and locks it.
+    pub fn acquire(l: &Layout, created: &mut Created) -> Result<PodLock, Failure> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let pod_dir = l.pod_dir();
+        for _ in 0..100 {
+            created.dir(&l.pods_dir(), 0o750, false)?;
+            created.dir(&pod_dir, 0o750, false)?;
+            let dir = match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&pod_dir)
+            {
+                Ok(d) => d,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(failed(format!(
+                        "opening {} to lock it: {e}",
+                        pod_dir.display()
+                    )));
+                }
+            };
+            let locked = dir
+                .metadata()
+                .map_err(|e| failed(format!("{}: {e}", pod_dir.display())))?;
+            let fd = OwnedFd::from(dir);
+            while unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(failed(format!("locking {}: {e}", pod_dir.display())));
+                }
             }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(failed(format!("locking {}: {e}", pod_dir.display())));
+            match std::fs::symlink_metadata(&pod_dir) {
+                Ok(now) if (now.dev(), now.ino()) == (locked.dev(), locked.ino()) => {
+                    return Ok(PodLock(fd));
+                }
+                _ => continue, // removed (and maybe made again) while we waited
             }
         }
+        Err(failed(format!(
+            "{} keeps disappearing; cannot lock it",
+            pod_dir.display()
+        )))
     }
 }
 

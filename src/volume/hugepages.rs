@@ -48,10 +48,9 @@ fn pool_counter(page_size: u64, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Resolves and checks a huge page size (`None`: the default) and a size limit: the
-/// kernel must offer the size, the limit must be a whole number of pages, and the pool
-/// must have that many pages free (free and not reserved by other mappings).
-pub fn check(page_size: Option<u64>, size_limit: Option<u64>) -> Result<u64, Failure> {
+/// Resolves and checks a huge page size (`None`: the default) against a size limit: the
+/// kernel must offer the size and the limit must be a whole number of pages.
+pub fn resolve(page_size: Option<u64>, size_limit: Option<u64>) -> Result<u64, Failure> {
     let offered = page_sizes();
     let list = || {
         let names: Vec<String> = offered
@@ -80,29 +79,39 @@ pub fn check(page_size: Option<u64>, size_limit: Option<u64>) -> Result<u64, Fai
             )));
         }
     };
-    if let Some(limit) = size_limit {
-        let shown = format_binary(page);
-        if limit % page != 0 {
-            return Err(invalid(format!(
-                "--size-limit {limit} is not a multiple of the huge page size {shown}; use a whole number of pages, such as {}",
-                format_binary(limit.div_ceil(page) * page)
-            )));
-        }
-        let needed = limit / page;
-        let (free, reserved) = (
-            pool_counter(page, "free_hugepages"),
-            pool_counter(page, "resv_hugepages"),
-        );
-        let available = free.saturating_sub(reserved);
-        if available < needed {
-            return Err(invalid(format!(
-                "the {shown} huge page pool is too small: the limit needs {needed} pages, {available} are free ({free} free, {reserved} reserved, of nr_hugepages={}); raise /sys/kernel/mm/hugepages/hugepages-{}kB/nr_hugepages",
-                pool_counter(page, "nr_hugepages"),
-                page / 1024
-            )));
-        }
+    if let Some(limit) = size_limit
+        && limit % page != 0
+    {
+        return Err(invalid(format!(
+            "--size-limit {limit} is not a multiple of the huge page size {}; use a whole number of pages, such as {}",
+            format_binary(page),
+            format_binary(limit.div_ceil(page) * page)
+        )));
     }
     Ok(page)
+}
+
+/// Checks that the pool has the pages a new mount's limit needs, free and not reserved
+/// by other mappings (checked when mounting, not for a volume already mounted).
+pub fn check_pool(page: u64, size_limit: Option<u64>) -> Result<(), Failure> {
+    let Some(limit) = size_limit else {
+        return Ok(());
+    };
+    let needed = limit / page;
+    let (free, reserved) = (
+        pool_counter(page, "free_hugepages"),
+        pool_counter(page, "resv_hugepages"),
+    );
+    let available = free.saturating_sub(reserved);
+    if available < needed {
+        return Err(invalid(format!(
+            "the {} huge page pool is too small: the limit needs {needed} pages, {available} are free ({free} free, {reserved} reserved, of nr_hugepages={}); raise /sys/kernel/mm/hugepages/hugepages-{}kB/nr_hugepages",
+            format_binary(page),
+            pool_counter(page, "nr_hugepages"),
+            page / 1024
+        )));
+    }
+    Ok(())
 }
 
 /// Mounts hugetlbfs at `path` with the page size and limits; its root is 0777 (the caller

@@ -79,6 +79,10 @@ pub fn check_kubelet_root(root: &Path) -> Result<PathBuf, Failure> {
     if !meta.is_dir() {
         return Err(invalid(format!("kubelet root {shown} is not a directory")));
     }
+    if real.to_str().is_none() {
+        // The mount table is compared as text: a volume below it could never be found.
+        return Err(invalid(format!("kubelet root {shown} is not valid UTF-8")));
+    }
     Ok(real)
 }
 
@@ -140,6 +144,19 @@ impl Layout {
     pub fn data_dir(&self) -> PathBuf {
         self.meta_dir().join("data")
     }
+    /// Every directory of the layout from `pods` down to the meta dir, outermost first.
+    pub fn directories(&self) -> Vec<PathBuf> {
+        vec![
+            self.pods_dir(),
+            self.pod_dir(),
+            self.pod_dir().join("volumes"),
+            self.volumes_dir(),
+            self.pod_dir().join("plugins"),
+            self.plugins_dir(),
+            self.meta_dir(),
+        ]
+    }
+
     /// Where teardown moves the meta dir before deleting it.
     pub fn deleting_dir(&self) -> PathBuf {
         self.plugins_dir()

@@ -60,7 +60,7 @@ pub fn resolve(req: &SetupRequest) -> Result<(Layout, VolumeSpec), Failure> {
         MediumArg::Disk => VolumeMedium::Disk,
         MediumArg::Memory => VolumeMedium::Memory,
         MediumArg::HugePages(page) => {
-            VolumeMedium::HugePages(hugepages::check(page, req.size_limit)?)
+            VolumeMedium::HugePages(hugepages::resolve(page, req.size_limit)?)
         }
     };
     let spec = VolumeSpec {
@@ -75,25 +75,34 @@ pub fn resolve(req: &SetupRequest) -> Result<(Layout, VolumeSpec), Failure> {
 
 pub fn setup(req: &SetupRequest) -> Result<Outcome, Failure> {
     let (l, spec) = resolve(req)?;
+    check_layout(&l)?;
     let mut created = Created::default();
-    let result = created
-        .dir(&l.pods_dir(), 0o750, false)
-        .and_then(|()| created.dir(&l.pod_dir(), 0o750, false))
-        .and_then(|()| {
-            let _lock = PodLock::acquire(&l.pod_dir())?;
-            let r = set_up_locked(&l, &spec, &mut created);
-            if r.is_err() {
-                std::mem::take(&mut created).undo();
-            }
-            r
-        });
+    let result = PodLock::acquire(&l, &mut created).and_then(|_lock| {
+        let r = set_up_locked(&l, &spec, &mut created);
+        if r.is_err() {
+            // Under the lock: another setup of this pod waits, and checks after it gets
+            // the lock that the pod directory it locked is still there.
+            std::mem::take(&mut created).undo();
+        }
+        r
+    });
     if result.is_err() {
         created.undo();
     }
     result
 }
 
+/// Refuses a layout with anything but a real directory on the way (a symlink would lead
+/// reads, deletes and mounts elsewhere).
+pub fn check_layout(l: &Layout) -> Result<(), Failure> {
+    for dir in l.directories() {
+        check_dir_if_present(&dir)?;
+    }
+    Ok(())
+}
+
 fn set_up_locked(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result<Outcome, Failure> {
+    check_layout(l)?; // again, now that no other setup or teardown of this pod runs
     let volume_dir = l.volume_dir();
     let before = VolumeSpec::read(&l.config_file())
         .map_err(|e| failed(format!("reading the volume's settings: {e}")))?;
@@ -122,10 +131,24 @@ fn set_up_locked(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result
         Health::Serving(..) if l.ready_file().exists() => {
             return Ok(Outcome::AlreadyServing(volume_dir));
         }
+        // Mounted and serving, but an earlier setup stopped before `ready`: finish it.
+        Health::Serving(..) if before.is_some() => {
+            finish(l, spec)?;
+            return Ok(Outcome::Started(volume_dir, None));
+        }
+        // A daemon that is stopped or slow is alive: never kill it, its data with it.
+        h @ (Health::NotAnswering | Health::Failing(_)) => {
+            return Err(failed(format!(
+                "volume {} is mounted but {}; not touching it (its daemon: {:?})",
+                volume_dir.display(),
+                h.label(),
+                daemon::find(&volume_dir)
+            )));
+        }
         _ => {}
     }
 
-    // (Re)start: clear what an earlier instance left.
+    // Not mounted, or a dead mount: (re)start, clearing what an earlier instance left.
     let _ = std::fs::remove_file(l.ready_file());
     let stuck = daemon::stop(&volume_dir, STALE_GRACE);
     if !stuck.is_empty() {
@@ -150,26 +173,7 @@ fn set_up_locked(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result
         spec.write(&l.config_file())
             .map_err(|e| failed(format!("writing {}: {e}", l.config_file().display())))?;
     }
-    let fresh_root = match start(l, spec, created) {
-        Ok(fresh) => fresh,
-        Err(e) => {
-            stop_what_started(&volume_dir);
-            return Err(e);
-        }
-    };
-    let finish = || -> Result<(), Failure> {
-        match probe(&volume_dir) {
-            Health::Serving(..) => {}
-            h => return Err(failed(format!("the new mount is {}", h.label()))),
-        }
-        if fresh_root {
-            set_root(&volume_dir, spec)?;
-        }
-        std::fs::File::create(l.ready_file())
-            .map_err(|e| failed(format!("writing {}: {e}", l.ready_file().display())))?;
-        Ok(())
-    };
-    if let Err(e) = finish() {
+    if let Err(e) = start(l, spec, created).and_then(|()| finish(l, spec)) {
         stop_what_started(&volume_dir);
         return Err(e);
     }
@@ -181,29 +185,39 @@ fn set_up_locked(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result
     Ok(Outcome::Started(volume_dir, note))
 }
 
-/// Mounts the volume; says whether its root is new (and so needs its mode and group).
-fn start(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result<bool, Failure> {
+/// Checks the new mount answers, sets the root's mode and group (on every start, as
+/// kubelet does on every SetUp), and writes `ready`.
+fn finish(l: &Layout, spec: &VolumeSpec) -> Result<(), Failure> {
+    let volume_dir = l.volume_dir();
+    match probe(&volume_dir) {
+        Health::Serving(..) => {}
+        h => return Err(failed(format!("the new mount is {}", h.label()))),
+    }
+    set_root(&volume_dir, spec)?;
+    std::fs::File::create(l.ready_file())
+        .map_err(|e| failed(format!("writing {}: {e}", l.ready_file().display())))?;
+    Ok(())
+}
+
+/// Mounts the volume: a daemon, or hugetlbfs once the pool has room for the limit.
+fn start(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result<(), Failure> {
     let volume_dir = l.volume_dir();
     let mut args: Vec<String> = Vec::new();
-    let fresh = match spec.medium {
+    match spec.medium {
         VolumeMedium::HugePages(page) => {
-            hugepages::mount(&volume_dir, page, spec.size_limit, spec.inode_limit).map_err(
+            hugepages::check_pool(page, spec.size_limit)?;
+            return hugepages::mount(&volume_dir, page, spec.size_limit, spec.inode_limit).map_err(
                 |e| {
                     failed(format!(
                         "mounting hugetlbfs on {}: {e}",
                         volume_dir.display()
                     ))
                 },
-            )?;
-            return Ok(true);
+            );
         }
-        VolumeMedium::Memory => {
-            args.extend(["--medium".into(), "memory".into()]);
-            true
-        }
+        VolumeMedium::Memory => args.extend(["--medium".into(), "memory".into()]),
         VolumeMedium::Disk => {
             let data = l.data_dir();
-            let fresh = std::fs::symlink_metadata(&data).is_err();
             created.dir(&data, 0o700, true)?;
             args.extend([
                 "--medium".into(),
@@ -211,9 +225,8 @@ fn start(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result<bool, F
                 "--backing".into(),
                 data.display().to_string(),
             ]);
-            fresh
         }
-    };
+    }
     if let Some(n) = spec.size_limit {
         args.extend(["--size-limit".into(), n.to_string()]);
     }
@@ -221,7 +234,7 @@ fn start(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result<bool, F
         args.extend(["--inode-limit".into(), n.to_string()]);
     }
     daemon::spawn(&args, &volume_dir, &l.log_file())?.wait_ready(START_TIMEOUT, &l.log_file())?;
-    Ok(fresh)
+    Ok(())
 }
 
 /// The root's mode and group, as kubelet sets them (group first: chown may clear setgid).

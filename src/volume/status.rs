@@ -163,9 +163,14 @@ pub fn render_table(volumes: &[VolumeStatus]) -> String {
             VolumeMedium::Disk => "disk".into(),
             m => m.kubernetes_name(),
         });
+        let memory = v
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.medium == VolumeMedium::Memory);
         let limit = match v.size_limit() {
             Some(n) => human(Some(n)),
-            None if v.spec.is_some() => "none".into(),
+            // A memory volume always has one (half of RAM), known only from its daemon.
+            None if v.spec.is_some() && !memory => "none".into(),
             None => "-".into(),
         };
         let inodes = match (v.inodes_used(), v.inode_limit()) {

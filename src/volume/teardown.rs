@@ -8,9 +8,9 @@
 //! something is left, and says what.
 
 use super::daemon;
-use super::dirs::{PodLock, remove_tree};
+use super::dirs::{Created, PodLock, remove_tree};
 use super::layout::{self, Layout};
-use super::setup::{check_dir_if_present, unmount_all};
+use super::setup::{check_layout, unmount_all};
 use crate::error::{Failure, failed, invalid};
 use crate::mounts;
 use std::path::{Path, PathBuf};
@@ -26,63 +26,81 @@ pub fn teardown(
     let uid = layout::check_pod_uid(pod_uid).map_err(invalid)?;
     let name = layout::check_volume_name(volume).map_err(invalid)?;
     let l = Layout::new(root, uid, name);
-    let volume_dir = l.volume_dir();
-    let stuck = if check_dir_if_present(&l.pod_dir())? {
-        let _lock = PodLock::acquire(&l.pod_dir())?;
-        tear_down_locked(&l, grace)?
-    } else {
-        // Nothing on disk; a daemon could still serve a lazily detached volume.
-        daemon::stop(&volume_dir, grace)
-    };
-    let left = what_is_left(&l, &stuck);
-    if left.is_empty() {
+    check_layout(&l)?;
+    if std::fs::symlink_metadata(l.pod_dir()).is_err() {
+        return Ok(()); // nothing of the pod, so nothing of the volume
+    }
+    let mut created = Created::default(); // only if the pod directory vanishes meanwhile
+    let lock = PodLock::acquire(&l, &mut created)?;
+    check_layout(&l)?;
+    let mut errors = tear_down_locked(&l, grace);
+    created.undo();
+    drop(lock);
+    errors.extend(what_is_left(&l));
+    if errors.is_empty() {
         Ok(())
     } else {
-        Err(failed(format!("teardown left behind: {}", left.join("; "))))
+        Err(failed(format!(
+            "teardown left behind: {}",
+            errors.join("; ")
+        )))
     }
 }
 
-fn tear_down_locked(l: &Layout, grace: Duration) -> Result<Vec<u32>, Failure> {
+/// Every step runs even when one before it failed; returns what went wrong.
+fn tear_down_locked(l: &Layout, grace: Duration) -> Vec<String> {
     let volume_dir = l.volume_dir();
-    match std::fs::remove_file(l.ready_file()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(failed(format!(
-                "removing {}: {e}",
-                l.ready_file().display()
-            )));
-        }
-    }
-    let stuck = daemon::stop(&volume_dir, grace);
-    unmount_all(&volume_dir)?;
     let deleting = l.deleting_dir();
-    remove_tree(&deleting)?; // what an interrupted teardown left
-    if check_dir_if_present(&l.meta_dir())? {
-        std::fs::rename(l.meta_dir(), &deleting)
-            .map_err(|e| failed(format!("moving {} aside: {e}", l.meta_dir().display())))?;
+    let mut errors = Vec::new();
+    let mut note = |r: Result<(), Failure>| {
+        if let Err(e) = r {
+            errors.push(e.to_string());
+        }
+    };
+    note(match std::fs::remove_file(l.ready_file()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(failed(format!(
+            "removing {}: {e}",
+            l.ready_file().display()
+        ))),
+        _ => Ok(()),
+    });
+    let stuck = daemon::stop(&volume_dir, grace);
+    if !stuck.is_empty() {
+        note(Err(failed(format!("daemon {stuck:?} would not die"))));
     }
-    if mounts::mounted_at(&volume_dir).ok().flatten().is_none() {
-        remove_tree(&volume_dir)?;
+    note(unmount_all(&volume_dir));
+    // Data of the volume first: the meta dir moves aside whole, then goes.
+    note(remove_tree(&deleting)); // what an interrupted teardown left
+    if std::fs::symlink_metadata(l.meta_dir()).is_ok() {
+        note(
+            std::fs::rename(l.meta_dir(), &deleting)
+                .map_err(|e| failed(format!("moving {} aside: {e}", l.meta_dir().display()))),
+        );
     }
-    remove_tree(&deleting)?;
+    note(remove_tree(&deleting));
+    note(remove_volume_dir(&volume_dir));
     // The plugin's directories of the pod, once no volume of it is left.
     let _ = std::fs::remove_dir(l.volumes_dir());
     let _ = std::fs::remove_dir(l.plugins_dir());
-    Ok(stuck)
+    errors
 }
 
-fn what_is_left(l: &Layout, stuck: &[u32]) -> Vec<String> {
+/// Removes the mount point (and anything written into it while unmounted), never
+/// through a mount.
+fn remove_volume_dir(path: &Path) -> Result<(), Failure> {
+    match std::fs::symlink_metadata(path) {
+        Err(_) => Ok(()),
+        Ok(_) if mounts::mounted_at(path).ok().flatten().is_some() => Ok(()), // reported below
+        Ok(m) if m.is_dir() => remove_tree(path),
+        Ok(_) => std::fs::remove_file(path)
+            .map_err(|e| failed(format!("removing {}: {e}", path.display()))),
+    }
+}
+
+fn what_is_left(l: &Layout) -> Vec<String> {
     let volume_dir = l.volume_dir();
     let mut left = Vec::new();
-    let mut pids = daemon::find(&volume_dir);
-    pids.extend(
-        stuck
-            .iter()
-            .filter(|p| !pids.contains(p))
-            .copied()
-            .collect::<Vec<_>>(),
-    );
+    let pids = daemon::find(&volume_dir);
     if !pids.is_empty() {
         left.push(format!("daemon {pids:?} still running"));
     }
