@@ -28,6 +28,7 @@ mod conformance;
 mod disk;
 mod escape;
 mod faults;
+mod hostile;
 mod hugepages;
 mod inprocess;
 mod kubelet;
