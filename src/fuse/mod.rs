@@ -20,10 +20,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// How long the kernel may trust names and attributes without asking again. Backends
-/// are the only writers of their volume (the disk backend's backing directory belongs to
-/// the daemon), so this only bounds how stale a view can be after a daemon restart.
-const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may trust names (also the absence of a name) and attributes
+/// without asking again. Every change to a volume goes through this mount (the disk
+/// backend's backing directory belongs to the daemon; a restarted daemon is a new
+/// mount), and the kernel updates or drops what it caches on each change it makes, so
+/// the cache can be trusted long: each lookup or getattr saved is a round trip.
+const TTL: Duration = Duration::from_secs(60);
 
 thread_local! {
     /// Per-thread buffer for read replies, so reads do not allocate.
@@ -74,6 +76,10 @@ fn empty(reply: ReplyEmpty, r: Result<()>) {
     answer!(reply, r, |()| reply.ok())
 }
 
+/// Not `FOPEN_NOFLUSH`, though no backend has anything to flush: `close` then returns
+/// before the kernel's (asynchronous) RELEASE, so space of a file closed and then
+/// unlinked would come back a moment late; the synchronous FLUSH keeps that window
+/// closed in practice (measured: `posix::*::fallocate_modes` fails with NOFLUSH).
 fn opened(o: &crate::fs::Opened) -> (FileHandle, FopenFlags) {
     let flags = if o.keep_cache {
         FopenFlags::FOPEN_KEEP_CACHE
@@ -90,7 +96,14 @@ impl<B: Backend> Filesystem for Adapter<B> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        entry(reply, self.guard("lookup", |b| b.lookup(parent.0, name)))
+        match self.guard("lookup", |b| b.lookup(parent.0, name)) {
+            // A node id of 0 tells the kernel to cache the name's absence for TTL (a
+            // compiler probing include paths, a shell searching PATH).
+            Err(e) if e == crate::fs::Errno::ENOENT => {
+                reply.entry(&TTL, &convert::absent(), Generation(0))
+            }
+            r => entry(reply, r),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
