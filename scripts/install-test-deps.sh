@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs, as root on Debian, what the tests drive: fio (data verification), attr
 # (setfattr/getfattr), fuse3 (fusermount3, for people unmounting by hand), util-linux
-# (setpriv), and the conformance suites pjdfstest and fsx (fsx-rs) at pinned versions in
-# /usr/local/bin; makes sure the users pjdfstest acts as exist. Does nothing when all
-# of it is there already.
+# (setpriv), git and PostgreSQL (real programs run on volumes), and the conformance
+# suites pjdfstest and fsx (fsx-rs) at pinned versions in /usr/local/bin; makes sure the
+# users pjdfstest acts as exist. Does nothing when all of it is there already.
 set -euo pipefail
 PJDFSTEST_VERSION=0.2.2
 FSX_VERSION=0.3.2
@@ -13,6 +13,8 @@ command -v fio >/dev/null || need+=(fio)
 command -v setfattr >/dev/null || need+=(attr)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v git >/dev/null || need+=(git)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

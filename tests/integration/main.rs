@@ -35,5 +35,6 @@ mod kubelet;
 mod limits;
 mod load;
 mod posix;
+mod programs;
 mod setup;
 mod shell;
