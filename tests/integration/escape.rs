@@ -83,12 +83,24 @@ fn a_rename_race_never_leads_out(m: Medium) {
     fs::set_permissions(&v.mnt, fs::Permissions::from_mode(0o777)).unwrap();
     let mnt = v.mnt.display();
     let canary = canary_dir.display();
-    // One user swaps `d` between a directory and a symlink to the canary while another
-    // loop of the same user creates, changes and removes entries through `d`.
+    // One user swaps `d` between a directory and a symlink to the canary or to `/`
+    // while another loop of the same user creates, changes and removes entries through
+    // `d`, and a third walks it.
     let swapper = format!(
         "end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do \
-         mv {mnt}/d {mnt}/d.real 2>/dev/null; ln -s {canary} {mnt}/d 2>/dev/null; \
-         rm -f {mnt}/d 2>/dev/null; mv {mnt}/d.real {mnt}/d 2>/dev/null; done"
+         for target in {canary} /; do \
+         mv {mnt}/d {mnt}/d.real 2>/dev/null; ln -s $target {mnt}/d 2>/dev/null; \
+         rm -f {mnt}/d 2>/dev/null; mv {mnt}/d.real {mnt}/d 2>/dev/null; done; done"
+    );
+    // What a daemon following the symlink to `/` could change: entries of / (names,
+    // modes, owners; their times move with other tests) and all of /etc.
+    let root_state =
+        || sh("stat -c '%n %a %u %g' /* | sort; ls -la --time-style=full-iso /etc | md5sum");
+    let root_before = root_state();
+    let finder = format!(
+        "end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do \
+         find {mnt}/d/ -maxdepth 2 -exec stat {{}} + >/dev/null 2>&1; \
+         ls -laR {mnt}/d/ >/dev/null 2>&1; done; true"
     );
     let walker = format!(
         "end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do \
@@ -97,7 +109,7 @@ fn a_rename_race_never_leads_out(m: Medium) {
          ln {mnt}/d/moved {mnt}/d/hard; rm -rf {mnt}/d/moved {mnt}/d/hard {mnt}/d/sub; \
          done 2>/dev/null; true"
     );
-    let racers: Vec<_> = [swapper, walker]
+    let racers: Vec<_> = [swapper, walker, finder]
         .into_iter()
         .map(|script| std::thread::spawn(move || sh_as(1000, 1000, &script)))
         .collect();
@@ -106,6 +118,7 @@ fn a_rename_race_never_leads_out(m: Medium) {
     }
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(state(), before, "the canary was touched");
+    assert_eq!(root_state(), root_before, "/ or /etc changed");
     if m == Medium::Disk {
         v.assert_counters_match_backing();
     }
