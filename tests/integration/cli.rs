@@ -37,6 +37,21 @@ fn bad_quantities_are_refused_before_mounting() {
 }
 
 #[test]
+fn a_ready_fd_that_is_not_an_inherited_pipe_is_refused() {
+    let tmp = TempDir::new("cli");
+    for fd in ["1", "2", "9", "-1", "x"] {
+        let out = serve(&["--medium", "memory", "--ready-fd", fd], tmp.path());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--ready-fd {fd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!is_mounted(tmp.path()), "--ready-fd {fd} mounted");
+    }
+}
+
+#[test]
 fn bad_mount_points_are_refused() {
     let tmp = TempDir::new("cli");
     let missing = tmp.path().join("missing");
