@@ -1,5 +1,5 @@
-//! The mount table and unmounting: what is mounted where, read from
-//! `/proc/self/mountinfo`, and an unmount that falls back to a lazy detach.
+//! The mount table, mounting and unmounting: what is mounted where, read from
+//! `/proc/self/mountinfo`, `mount(2)`, and an unmount that falls back to a lazy detach.
 
 use std::ffi::CString;
 use std::io;
@@ -67,6 +67,32 @@ pub enum Unmounted {
     Lazy,
     /// Nothing was mounted there.
     NotMounted,
+}
+
+/// `mount(2)` of a `fstype` filesystem from `source` at `target`, `nosuid,nodev` (pods
+/// are not trusted), with filesystem-specific `data`.
+pub fn mount(source: &str, target: &Path, fstype: &str, data: &str) -> io::Result<()> {
+    let c = |b: &[u8]| {
+        CString::new(b)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a mount argument"))
+    };
+    let (source, target) = (c(source.as_bytes())?, c(target.as_os_str().as_bytes())?);
+    let (fstype, data) = (c(fstype.as_bytes())?, c(data.as_bytes())?);
+    let flags = libc::MS_NOSUID | libc::MS_NODEV;
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn umount2(path: &Path, flags: i32) -> io::Result<()> {

@@ -8,10 +8,8 @@
 use super::Adapter;
 use crate::fs::Backend;
 use fuser::{Config, InitFlags, KernelConfig, Session, SessionACL};
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,10 +18,6 @@ pub const FSTYPE: &str = "fuse.emptydirfs";
 
 /// Largest write request (the kernel caps it at `fs.fuse.max_pages_limit` pages: 1 MiB).
 const MAX_WRITE: u32 = 1 << 20;
-
-fn cstr(b: &[u8]) -> io::Result<CString> {
-    CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
-}
 
 /// Mounts `backend` at `mountpoint` and completes the FUSE handshake.
 ///
@@ -48,22 +42,8 @@ pub fn mount<B: Backend>(
         unsafe { libc::geteuid() },
         unsafe { libc::getegid() }
     );
-    let source = cstr(format!("emptydirfs-{}", backend.medium()).as_bytes())?;
-    let target = cstr(mountpoint.as_os_str().as_bytes())?;
-    let (fstype, data) = (cstr(FSTYPE.as_bytes())?, cstr(data.as_bytes())?);
-    let flags = libc::MS_NOSUID | libc::MS_NODEV;
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let source = format!("emptydirfs-{}", backend.medium());
+    crate::mounts::mount(&source, mountpoint, FSTYPE, &data)?;
     let mut cfg = Config::default();
     cfg.n_threads = Some(threads.max(1));
     cfg.clone_fd = true;

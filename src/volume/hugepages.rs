@@ -7,9 +7,7 @@
 
 use crate::error::{Failure, invalid};
 use crate::quantity::format_binary;
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 const SYSFS: &str = "/sys/kernel/mm/hugepages";
@@ -124,22 +122,5 @@ pub fn mount(path: &Path, page: u64, size: Option<u64>, inodes: Option<u64>) -> 
     if let Some(n) = inodes {
         data += &format!(",nr_inodes={n}");
     }
-    let c = |s: &[u8]| CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
-    let (source, target) = (c(SOURCE.as_bytes())?, c(path.as_os_str().as_bytes())?);
-    let (fstype, data) = (c(FSTYPE.as_bytes())?, c(data.as_bytes())?);
-    let flags = libc::MS_NOSUID | libc::MS_NODEV;
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::mounts::mount(SOURCE, path, FSTYPE, &data)
 }
