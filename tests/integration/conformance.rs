@@ -241,13 +241,20 @@ fn run_fsx(dir: &Path, seed: u64) -> String {
         .output()
         .unwrap();
     let all = text(&out);
-    let tail: Vec<&str> = all.lines().rev().take(40).collect();
+    // The verdict and what went wrong, without the log of the last operations.
+    let is_op_log = |l: &str| {
+        l.strip_prefix("[ERROR fsx]")
+            .is_some_and(|r| r.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+    };
+    let why: Vec<&str> = all.lines().filter(|l| !is_op_log(l)).take(40).collect();
+    let last_ops: Vec<&str> = all.lines().filter(|l| is_op_log(l)).collect();
     assert!(
         out.status.success() && all.contains("All operations completed A-OK!"),
-        "fsx on {} failed ({}):\n{}",
+        "fsx on {} failed ({}), seed {seed}:\n{}\nlast operations:\n{}",
         dir.display(),
         out.status,
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        why.join("\n"),
+        last_ops[last_ops.len().saturating_sub(10)..].join("\n")
     );
     format!("{} operations, seed {seed}, 0 miscompares", fsx_ops())
 }
