@@ -15,6 +15,9 @@ command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v git >/dev/null || need+=(git)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v gcc >/dev/null || need+=(gcc)
+# pjdfstest links libacl (through the exacl crate) when it is built.
+dpkg -s libacl1-dev >/dev/null 2>&1 || need+=(libacl1-dev)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

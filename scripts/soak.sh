@@ -14,8 +14,8 @@ round=0
 while [ "$(date +%s)" -lt "$end" ]; do
     round=$((round + 1))
     seed=$((1000 + round))
-    echo "== round $round: fsx seed $seed ($ops operations), fio verify, on tmpfs, memory, disk"
-    FSX_OPS=$ops FSX_SEED=$seed cargo test --locked --release --quiet --test integration \
+    echo "== round $round: fsx and fio seed $seed ($ops fsx operations), on tmpfs, memory, disk"
+    FSX_OPS=$ops FSX_SEED=$seed FIO_SEED=$seed cargo test --locked --release --quiet --test integration \
         -- --test-threads=3 fsx_finds_no_miscompare fio_jobs_verify_every_block
     for t in tmpfs memory disk; do
         echo "   $t: fsx $(cat target/tmp/conformance/fsx-$t.txt); fio $(cat target/tmp/conformance/fio-verify-$t.txt)"

@@ -49,6 +49,37 @@ fn a_ready_fd_that_is_not_an_inherited_pipe_is_refused() {
         );
         assert!(!is_mounted(tmp.path()), "--ready-fd {fd} mounted");
     }
+    // An inherited descriptor that is a regular file, not a pipe.
+    let file = fs::File::create(tmp.path().join("not-a-pipe")).unwrap();
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&file);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--medium", "memory", "--ready-fd", "9"])
+        .arg(&mnt)
+        .stdin(Stdio::null());
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if libc::dup2(raw, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(10)).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        lazy_unmount(&mnt);
+        panic!("serve took a regular file as its ready fd and went on serving");
+    });
+    assert_eq!(status.code(), Some(2));
+    assert!(!is_mounted(&mnt));
+    assert_eq!(
+        fs::read(tmp.path().join("not-a-pipe")).unwrap(),
+        b"",
+        "nothing written to it"
+    );
 }
 
 #[test]

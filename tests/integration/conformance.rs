@@ -293,14 +293,18 @@ fn fio(args: &[&str]) -> String {
 
 fn fio_jobs_verify_every_block(m: Medium) {
     let job = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fio/verify.fio");
+    // Each soak round writes other patterns (`FIO_SEED`); CI uses fio's default seed.
+    let seed = std::env::var("FIO_SEED")
+        .map(|s| format!("--randseed={s}"))
+        .unwrap_or_else(|_| "--randrepeat=1".into());
     static TMPFS: OnceLock<()> = OnceLock::new();
     TMPFS.get_or_init(|| {
         let t = Tmpfs::new("256m");
-        fio(&[&format!("--directory={}", t.path.display()), job]);
+        fio(&[&format!("--directory={}", t.path.display()), &seed, job]);
         record("fio-verify", "tmpfs", "4 concurrent jobs, 0 verify errors");
     });
     let v = Volume::start(m, &["--size-limit", "256Mi"]);
-    let out = fio(&[&format!("--directory={}", v.mnt.display()), job]);
+    let out = fio(&[&format!("--directory={}", v.mnt.display()), &seed, job]);
     assert!(out.contains("err= 0"), "{out}");
     record("fio-verify", m.name(), "4 concurrent jobs, 0 verify errors");
     v.assert_counters_match_backing();
@@ -382,8 +386,16 @@ fn fio_fills_to_the_limit_and_every_block_reads_back(m: Medium) {
             }
             (used, du)
         });
+        // Stop the watcher however the jobs end (a panic too), or the scope never ends.
+        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stop = Done(&done);
         let held = fill_and_verify(&v.mnt);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(stop);
         (held, watcher.join().unwrap())
     });
     let (peak_used, peak_du) = peaks;

@@ -98,24 +98,38 @@ fn a_rename_race_never_leads_out(m: Medium) {
         || sh("stat -c '%n %a %u %g' /* | sort; ls -la --time-style=full-iso /etc | md5sum");
     let root_before = root_state();
     let finder = format!(
-        "end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do \
+        "n=0; end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do \
          find {mnt}/d/ -maxdepth 2 -exec stat {{}} + >/dev/null 2>&1; \
-         ls -laR {mnt}/d/ >/dev/null 2>&1; done; true"
+         ls -laR {mnt}/d/ >/dev/null 2>&1; n=$((n+1)); done; echo done $n"
     );
+    // New names each round and nothing deleted: anything the daemon made outside
+    // while following a symlink would stay there to be seen.
     let walker = format!(
-        "end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do \
-         echo pwn > {mnt}/d/victim; chmod 777 {mnt}/d/victim; mkdir {mnt}/d/sub; \
-         setfattr -n user.x -v 1 {mnt}/d/victim; mv {mnt}/d/victim {mnt}/d/moved; \
-         ln {mnt}/d/moved {mnt}/d/hard; rm -rf {mnt}/d/moved {mnt}/d/hard {mnt}/d/sub; \
-         done 2>/dev/null; true"
+        "n=0; ok=0; end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do n=$((n+1)); \
+         if echo pwn > {mnt}/d/victim.$n; then ok=$((ok+1)); fi; chmod 777 {mnt}/d/victim.$n; \
+         mkdir {mnt}/d/sub.$n; setfattr -n user.x -v 1 {mnt}/d/victim.$n; \
+         mv {mnt}/d/victim.$n {mnt}/d/moved.$n; ln {mnt}/d/moved.$n {mnt}/d/hard.$n; \
+         done 2>/dev/null; echo done $ok"
     );
     let racers: Vec<_> = [swapper, walker, finder]
         .into_iter()
         .map(|script| std::thread::spawn(move || sh_as(1000, 1000, &script)))
         .collect();
-    for r in racers {
-        r.join().unwrap();
-    }
+    let outputs: Vec<String> = racers
+        .into_iter()
+        .map(|r| String::from_utf8_lossy(&r.join().unwrap().stdout).into_owned())
+        .collect();
+    let done = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("done "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        done(&outputs[1]) > 0,
+        "the walker never got through: {outputs:?}"
+    );
+    assert!(done(&outputs[2]) > 0, "the finder never ran: {outputs:?}");
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(state(), before, "the canary was touched");
     assert_eq!(root_state(), root_before, "/ or /etc changed");

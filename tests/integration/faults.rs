@@ -35,23 +35,44 @@ fn a_daemon_killed_under_load_loses_nothing_that_was_synced(m: Medium) {
         .args(job)
         .args([&dir, "--create_only=1"])
         .current_dir("/"));
-    let mut fio = Command::new("fio")
-        .args(job)
-        .arg(&dir)
-        .current_dir("/")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut fio = Killed(Some(
+        Command::new("fio")
+            .args(job)
+            .arg(&dir)
+            .current_dir("/")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    // Beside fio, a writer appends numbered records and fsyncs each; the ones fsync
+    // acknowledged before the kill must all come back.
+    let records = v.join("records");
+    let writer = std::thread::spawn(move || {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(records)
+            .unwrap();
+        let mut acked = 0u64;
+        while f.write_all(format!("{acked:08}\n").as_bytes()).is_ok() && f.sync_data().is_ok() {
+            acked += 1;
+        }
+        acked
+    });
     std::thread::sleep(Duration::from_millis(1500));
     let pids = k.daemons();
     assert_eq!(pids.len(), 1);
     unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
-    let status = wait_timeout(&mut fio, Duration::from_secs(20)).unwrap_or_else(|| {
-        let _ = fio.kill();
-        panic!("fio hangs on a volume whose daemon was killed");
-    });
-    let out = fio.wait_with_output().unwrap();
+    let child = fio.0.as_mut().unwrap();
+    let status = wait_timeout(child, Duration::from_secs(20))
+        .expect("fio hangs on a volume whose daemon was killed");
+    let out = fio.0.take().unwrap().wait_with_output().unwrap();
+    let acked = writer.join().unwrap();
+    assert!(
+        acked > 10,
+        "only {acked} records were fsync'ed before the kill"
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -87,6 +108,15 @@ fn a_daemon_killed_under_load_loses_nothing_that_was_synced(m: Medium) {
                 synced,
                 "fsync'ed data is intact"
             );
+            let back = fs::read_to_string(v.join("records")).unwrap();
+            for (i, line) in back.lines().take(acked as usize).enumerate() {
+                assert_eq!(line, format!("{i:08}"), "record {i} of {acked} fsync'ed");
+            }
+            assert!(
+                back.lines().count() as u64 >= acked,
+                "{} of {acked} fsync'ed records",
+                back.lines().count()
+            );
             let data = k.meta_dir("scratch").join("data");
             assert_eq!(
                 json_u64(&s, "used_bytes"),
@@ -105,6 +135,18 @@ fn a_daemon_killed_under_load_loses_nothing_that_was_synced(m: Medium) {
 }
 
 on_every_medium!(a_daemon_killed_under_load_loses_nothing_that_was_synced);
+
+/// A child process killed if the test ends before it does.
+struct Killed(Option<std::process::Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
 
 /// The node's disk fills while the volume is below its own limit: the writer gets ENOSPC
 /// from write(2), the daemon stays up, and the volume works again once space is freed.

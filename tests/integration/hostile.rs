@@ -69,6 +69,11 @@ fn setuid_bits_give_nothing(m: Medium) {
     let mnt = v.mnt.display();
     // A root-owned setuid copy of `id` in the volume: the mount is nosuid.
     sh(&format!("cp /usr/bin/id {mnt}/id && chmod 4755 {mnt}/id"));
+    assert_eq!(
+        fs::metadata(v.path("id")).unwrap().mode() & 0o7777,
+        0o4755,
+        "the bit is kept"
+    );
     let out = sh_as(1000, 1000, &format!("{mnt}/id -u"));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -171,25 +176,36 @@ fn a_directory_of_100000_entries_listed_while_it_changes(m: Medium) {
     for i in 0..100_000 {
         fs::File::create(d.join(format!("keep{i}"))).unwrap();
     }
-    // While one process lists it, another renames, removes and creates entries in it.
+    // While one thread lists it, another renames, removes and creates entries in it;
+    // the listing starts once the changes are under way, and says how far they got.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let changer = {
-        let d = d.clone();
+        let (d, done) = (d.clone(), done.clone());
         std::thread::spawn(move || {
             for i in 0..3000 {
-                let _ = fs::rename(
+                fs::rename(
                     d.join(format!("keep{}", 99_999 - i)),
                     d.join(format!("moved{i}")),
-                );
+                )
+                .unwrap();
                 fs::File::create(d.join(format!("new{i}"))).unwrap();
-                let _ = fs::remove_file(d.join(format!("new{i}")));
+                fs::remove_file(d.join(format!("new{i}"))).unwrap();
+                done.store(i + 1, std::sync::atomic::Ordering::Relaxed);
             }
         })
     };
+    while done.load(std::sync::atomic::Ordering::Relaxed) < 50 {
+        std::thread::yield_now();
+    }
     let mut seen = std::collections::HashSet::new();
     for e in fs::read_dir(&d).unwrap() {
         let name = e.unwrap().file_name().into_string().unwrap();
         assert!(seen.insert(name.clone()), "{name} listed twice");
     }
+    println!(
+        "the listing ended after {} of 3000 changes",
+        done.load(std::sync::atomic::Ordering::Relaxed)
+    );
     changer.join().unwrap();
     // Entries untouched during the listing are all there (POSIX leaves the changed ones
     // unspecified).
@@ -200,5 +216,8 @@ fn a_directory_of_100000_entries_listed_while_it_changes(m: Medium) {
         );
     }
     assert_eq!(fs::read_dir(&d).unwrap().count(), 100_000);
+    for i in 0..3000 {
+        assert!(d.join(format!("moved{i}")).exists(), "moved{i}");
+    }
     v.assert_counters_match_backing();
 }

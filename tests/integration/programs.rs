@@ -110,17 +110,6 @@ fn postgresql_runs_unchanged(m: Medium) {
         report.contains("number of failed transactions: 0"),
         "{report}"
     );
-    let tps = report
-        .lines()
-        .find(|l| l.starts_with("tps = "))
-        .unwrap_or("tps = ?");
-    crate::load::record_reliability(
-        &format!("postgresql-{}", m.name()),
-        &format!(
-            "initdb, pgbench -i -s 5, 5 s of pgbench -c 2 ({}), 0 failed transactions; pg_amcheck clean after a restart; 500000 rows",
-            tps.split(" (").next().unwrap_or(tps)
-        ),
-    );
     as_postgres(
         &bin.join("pg_ctl"),
         &["-D", &data, "-m", "fast", "-w", "stop"],
@@ -155,6 +144,17 @@ fn postgresql_runs_unchanged(m: Medium) {
     as_postgres(
         &bin.join("pg_ctl"),
         &["-D", &data, "-m", "fast", "-w", "stop"],
+    );
+    let tps = report
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .unwrap_or("tps = ?");
+    crate::load::record_reliability(
+        &format!("postgresql-{}", m.name()),
+        &format!(
+            "initdb, pgbench -i -s 5, 5 s of pgbench -c 2 ({}), 0 failed transactions; pg_amcheck clean after a restart; 500000 rows",
+            tps.split(" (").next().unwrap_or(tps)
+        ),
     );
     drop(cluster);
     v.assert_counters_match_backing();

@@ -422,20 +422,27 @@ fn bad_inputs_are_refused_and_nothing_is_created() {
         );
     }
     fs::remove_file(&file).unwrap();
+    // Bad teardowns next to a live volume delete nothing of it.
+    let live = k.setup("live", &["--medium", "Memory"]);
+    fs::write(live.join("keep"), b"data").unwrap();
     for args in [
         vec!["teardown", "--pod-uid", POD, "--volume", ".."],
-        vec!["teardown", "--pod-uid", "a/../b", "--volume", "x"],
+        vec!["teardown", "--pod-uid", POD, "--volume", "LIVE"],
+        vec!["teardown", "--pod-uid", "a/../b", "--volume", "live"],
+        vec!["teardown", "--pod-uid", "..", "--volume", "live"],
         vec!["status", "--pod-uid", "a/b"],
     ] {
         let out = k.run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(fs::read(live.join("keep")).unwrap(), b"data", "{args:?}");
     }
+    assert_success(&k.teardown("live"), "teardown");
     let out = Command::new(BIN)
         .args(["status", "--kubelet-root", missing.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(k.entries(), Vec::<String>::new());
+    k.assert_gone("live");
 }
 
 #[test]
@@ -565,8 +572,17 @@ fn the_daemon_keeps_none_of_the_callers_descriptors(m: Medium) {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    // Read to the end on a thread: if the daemon kept the pipe, the end never comes.
+    let mut pipe = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut out);
+        let _ = tx.send(out);
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("setup's output never ended: the daemon holds the caller's pipe");
     assert!(child.wait().unwrap().success());
     assert_eq!(out.trim_end(), k.volume_dir("fds").to_str().unwrap());
     let pid = k.daemons()[0];
