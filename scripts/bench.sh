@@ -2,7 +2,8 @@
 # Side-by-side benchmark of emptydirfs (issue 6): each backend measured in the same run
 # as the kernel filesystem it replaces and as a FUSE peer.
 #
-#   sudo scripts/bench.sh [--out FILE] [--chart PNG] [ROUNDS]
+#   scripts/bench.sh [--out FILE] [--chart PNG] [ROUNDS]      (as root, with cargo on PATH;
+#                     through sudo: sudo env PATH="$PATH" scripts/bench.sh ...)
 #
 #   ROUNDS        rounds of every measurement (default 3); figures are medians of rounds,
 #                 ratios are computed per round against the same round's reference
