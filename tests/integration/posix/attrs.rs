@@ -1,0 +1,261 @@
+//! Attributes: modes, owners, times, xattrs, permissions.
+
+use super::*;
+use crate::harness::*;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+fn chmod_chown_and_ctime(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let p = v.path("f");
+    write_file(&p, b"");
+    let before = meta(&p);
+    sleep_tick();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o4751)).unwrap();
+    let after = meta(&p);
+    assert_eq!(after.mode() & 0o7777, 0o4751);
+    assert!(after.ctime_nsec() != before.ctime_nsec() || after.ctime() != before.ctime());
+    assert_eq!(after.mtime_nsec(), before.mtime_nsec());
+    std::os::unix::fs::chown(&p, Some(1000), Some(2000)).unwrap();
+    let md = meta(&p);
+    assert_eq!((md.uid(), md.gid()), (1000, 2000));
+    // chown drops setuid (the kernel asks the filesystem to, as on tmpfs).
+    assert_eq!(md.mode() & 0o7000, 0);
+    std::os::unix::fs::lchown(&p, Some(0), None).unwrap();
+    assert_eq!(meta(&p).uid(), 0);
+}
+
+fn utimens(p: &Path, times: [libc::timespec; 2]) -> std::io::Result<i64> {
+    let c = cpath(p);
+    cvt(unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    } as i64)
+}
+
+fn utimensat_nanoseconds(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let p = v.path("f");
+    write_file(&p, b"");
+    let ts = |sec, nsec| libc::timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    };
+    utimens(
+        &p,
+        [
+            ts(1_000_000_000, 123_456_789),
+            ts(1_500_000_000, 987_654_321),
+        ],
+    )
+    .unwrap();
+    let md = meta(&p);
+    assert_eq!((md.atime(), md.atime_nsec()), (1_000_000_000, 123_456_789));
+    assert_eq!((md.mtime(), md.mtime_nsec()), (1_500_000_000, 987_654_321));
+    // UTIME_OMIT leaves a time alone; UTIME_NOW sets it to now.
+    utimens(&p, [ts(0, libc::UTIME_OMIT), ts(0, libc::UTIME_NOW)]).unwrap();
+    let md = meta(&p);
+    assert_eq!((md.atime(), md.atime_nsec()), (1_000_000_000, 123_456_789));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (md.mtime() - now).abs() <= 2,
+        "mtime {} vs now {now}",
+        md.mtime()
+    );
+    // Times before 1970 survive too.
+    utimens(&p, [ts(-1_000, 5), ts(-86_400, 0)]).unwrap();
+    assert_eq!((meta(&p).atime(), meta(&p).mtime()), (-1_000, -86_400));
+}
+
+fn xattr_set(p: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<i64> {
+    let (c, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    cvt(unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    } as i64)
+}
+
+fn xattr_get(p: &Path, name: &str, size: usize) -> std::io::Result<Vec<u8>> {
+    let (c, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    let mut buf = vec![0u8; size];
+    let len = cvt(
+        unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), size) } as i64,
+    )?;
+    buf.truncate(if size == 0 { 0 } else { len as usize });
+    if size == 0 {
+        Ok(vec![0; len as usize])
+    } else {
+        Ok(buf)
+    }
+}
+
+fn xattr_list(p: &Path) -> Vec<String> {
+    let c = cpath(p);
+    let mut buf = vec![0u8; 4096];
+    let len =
+        cvt(unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) } as i64)
+            .unwrap();
+    let mut names: Vec<String> = buf[..len as usize]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8(s.to_vec()).unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+fn xattrs(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let p = v.path("f");
+    write_file(&p, b"");
+    for ns in ["user.a", "trusted.b", "security.c"] {
+        xattr_set(&p, ns, ns.as_bytes(), 0).unwrap();
+    }
+    assert_eq!(xattr_list(&p), ["security.c", "trusted.b", "user.a"]);
+    assert_eq!(xattr_get(&p, "user.a", 100).unwrap(), b"user.a");
+    assert_eq!(xattr_get(&p, "user.a", 0).unwrap().len(), 6, "size query");
+    assert_eq!(errno(xattr_get(&p, "user.a", 2)), libc::ERANGE);
+    assert_eq!(errno(xattr_get(&p, "user.none", 10)), libc::ENODATA);
+    assert_eq!(
+        errno(xattr_set(&p, "user.a", b"x", libc::XATTR_CREATE)),
+        libc::EEXIST
+    );
+    assert_eq!(
+        errno(xattr_set(&p, "user.z", b"x", libc::XATTR_REPLACE)),
+        libc::ENODATA
+    );
+    // Values up to 3000 bytes: ext4 under a disk volume keeps an inode's xattrs in at
+    // most one 4 KiB block.
+    xattr_set(&p, "user.a", &[1; 3000], libc::XATTR_REPLACE).unwrap();
+    assert_eq!(xattr_get(&p, "user.a", 10_000).unwrap(), vec![1; 3000]);
+    let (c, n) = (cpath(&p), std::ffi::CString::new("user.a").unwrap());
+    cvt(unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) } as i64).unwrap();
+    assert_eq!(xattr_list(&p), ["security.c", "trusted.b"]);
+    // Directories carry xattrs too.
+    xattr_set(&v.mnt, "user.dir", b"yes", 0).unwrap();
+    assert_eq!(xattr_get(&v.mnt, "user.dir", 10).unwrap(), b"yes");
+}
+
+fn times_follow_changes(m: Medium) {
+    let v = Volume::start(m, &[]);
+    fs::create_dir(v.path("d")).unwrap();
+    let d0 = meta(&v.path("d"));
+    sleep_tick();
+    write_file(&v.path("d/f"), b"1");
+    let d1 = meta(&v.path("d"));
+    assert!(
+        (d1.mtime(), d1.mtime_nsec()) > (d0.mtime(), d0.mtime_nsec()),
+        "create updates dir mtime"
+    );
+    let f0 = meta(&v.path("d/f"));
+    sleep_tick();
+    OpenOptions::new()
+        .append(true)
+        .open(v.path("d/f"))
+        .unwrap()
+        .write_all(b"2")
+        .unwrap();
+    let f1 = meta(&v.path("d/f"));
+    assert!(
+        (f1.mtime(), f1.mtime_nsec()) > (f0.mtime(), f0.mtime_nsec()),
+        "write updates mtime"
+    );
+    assert!(
+        (f1.ctime(), f1.ctime_nsec()) > (f0.ctime(), f0.ctime_nsec()),
+        "write updates ctime"
+    );
+    sleep_tick();
+    fs::hard_link(v.path("d/f"), v.path("d/g")).unwrap();
+    let f2 = meta(&v.path("d/f"));
+    assert!(
+        (f2.ctime(), f2.ctime_nsec()) > (f1.ctime(), f1.ctime_nsec()),
+        "link updates ctime"
+    );
+    sleep_tick();
+    fs::remove_file(v.path("d/g")).unwrap();
+    let d2 = meta(&v.path("d"));
+    assert!(
+        (d2.mtime(), d2.mtime_nsec()) > (d1.mtime(), d1.mtime_nsec()),
+        "unlink updates dir mtime"
+    );
+}
+
+fn new_files_belong_to_the_caller(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let out = sh_as(
+        1000,
+        1000,
+        &format!(
+            "umask 022; echo hi > {0}/u && mkdir {0}/ud",
+            v.mnt.display()
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = meta(&v.path("u"));
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o777), (1000, 1000, 0o644));
+    // A setgid directory passes its group on, and its setgid bit to subdirectories.
+    fs::create_dir(v.path("shared")).unwrap();
+    std::os::unix::fs::chown(v.path("shared"), None, Some(3000)).unwrap();
+    fs::set_permissions(v.path("shared"), fs::Permissions::from_mode(0o2777)).unwrap();
+    let out = sh_as(
+        1000,
+        1000,
+        &format!(
+            "echo x > {0}/shared/f && mkdir {0}/shared/sub",
+            v.mnt.display()
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        (
+            meta(&v.path("shared/f")).uid(),
+            meta(&v.path("shared/f")).gid()
+        ),
+        (1000, 3000)
+    );
+    let sub = meta(&v.path("shared/sub"));
+    assert_eq!((sub.gid(), sub.mode() & 0o2000), (3000, 0o2000));
+}
+
+fn permissions_are_enforced(m: Medium) {
+    let v = Volume::start(m, &[]);
+    write_file(&v.path("secret"), b"root only");
+    fs::set_permissions(v.path("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    let out = sh_as(1000, 1000, &format!("cat {}/secret", v.mnt.display()));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    let out = sh_as(1000, 1000, &format!("echo x >> {}/secret", v.mnt.display()));
+    assert!(!out.status.success());
+    assert_eq!(fs::read(v.path("secret")).unwrap(), b"root only");
+}
+
+on_every_medium!(
+    chmod_chown_and_ctime,
+    utimensat_nanoseconds,
+    xattrs,
+    times_follow_changes,
+    new_files_belong_to_the_caller,
+    permissions_are_enforced,
+);

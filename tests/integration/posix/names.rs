@@ -1,0 +1,253 @@
+//! Names: links, symlinks, special files, directories, rename, long names, readdir, inode numbers.
+
+use super::*;
+use crate::harness::*;
+use std::fs::{self};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, symlink};
+use std::path::Path;
+
+fn hard_links_share_an_inode(m: Medium) {
+    let v = Volume::start(m, &[]);
+    write_file(&v.path("a"), b"x");
+    fs::create_dir(v.path("d")).unwrap();
+    fs::hard_link(v.path("a"), v.path("d/b")).unwrap();
+    let (a, b) = (meta(&v.path("a")), meta(&v.path("d/b")));
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+    fs::remove_file(v.path("a")).unwrap();
+    assert_eq!(meta(&v.path("d/b")).nlink(), 1);
+    assert_eq!(fs::read(v.path("d/b")).unwrap(), b"x");
+    assert_eq!(errno(fs::hard_link(v.path("d"), v.path("d2"))), libc::EPERM);
+    assert_eq!(
+        errno(fs::hard_link(v.path("d/b"), v.path("d/b"))),
+        libc::EEXIST
+    );
+}
+
+fn symlinks(m: Medium) {
+    let v = Volume::start(m, &[]);
+    write_file(&v.path("target"), b"data");
+    symlink("target", v.path("s")).unwrap();
+    let long = "x/".repeat(1000) + "end";
+    symlink(&long, v.path("long")).unwrap();
+    assert!(meta(&v.path("s")).file_type().is_symlink());
+    assert_eq!(fs::read_link(v.path("s")).unwrap(), Path::new("target"));
+    assert_eq!(fs::read_link(v.path("long")).unwrap(), Path::new(&long));
+    assert_eq!(meta(&v.path("long")).len(), long.len() as u64);
+    assert_eq!(fs::read(v.path("s")).unwrap(), b"data");
+    let too_long = "y".repeat(4096);
+    assert_eq!(errno(symlink(&too_long, v.path("t"))), libc::ENAMETOOLONG);
+    symlink("/etc/passwd-not-here", v.path("dangling")).unwrap();
+    assert_eq!(errno(fs::read(v.path("dangling"))), libc::ENOENT);
+}
+
+fn special_files(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let mk = |name: &str, mode: u32, dev: u64| {
+        let c = cpath(&v.path(name));
+        cvt(unsafe { libc::mknod(c.as_ptr(), mode, dev) } as i64).map(|_| ())
+    };
+    mk("fifo", libc::S_IFIFO | 0o644, 0).unwrap();
+    mk("sock", libc::S_IFSOCK | 0o644, 0).unwrap();
+    mk("chr", libc::S_IFCHR | 0o600, libc::makedev(1, 3)).unwrap();
+    mk("blk", libc::S_IFBLK | 0o600, libc::makedev(7, 0)).unwrap();
+    mk("reg", libc::S_IFREG | 0o600, 0).unwrap();
+    assert!(meta(&v.path("fifo")).file_type().is_fifo());
+    assert!(meta(&v.path("sock")).file_type().is_socket());
+    assert!(meta(&v.path("chr")).file_type().is_char_device());
+    assert_eq!(meta(&v.path("chr")).rdev(), libc::makedev(1, 3));
+    assert!(meta(&v.path("blk")).file_type().is_block_device());
+    assert!(meta(&v.path("reg")).file_type().is_file());
+    assert_eq!(
+        mk("fifo", libc::S_IFIFO | 0o644, 0).map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EEXIST))
+    );
+    // A FIFO passes data between a writer and a reader through the volume.
+    let fifo = v.path("fifo");
+    let writer = std::thread::spawn(move || fs::write(fifo, b"through the pipe").unwrap());
+    assert_eq!(fs::read(v.path("fifo")).unwrap(), b"through the pipe");
+    writer.join().unwrap();
+}
+
+fn directories_and_link_counts(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let root_links = meta(&v.mnt).nlink();
+    fs::create_dir(v.path("a")).unwrap();
+    fs::create_dir(v.path("a/b")).unwrap();
+    assert_eq!(meta(&v.mnt).nlink(), root_links + 1);
+    assert_eq!(meta(&v.path("a")).nlink(), 3);
+    assert_eq!(errno(fs::create_dir(v.path("a"))), libc::EEXIST);
+    assert_eq!(errno(fs::remove_dir(v.path("a"))), libc::ENOTEMPTY);
+    write_file(&v.path("a/f"), b"");
+    assert_eq!(errno(fs::remove_dir(v.path("a/f"))), libc::ENOTDIR);
+    assert_eq!(errno(fs::remove_file(v.path("a/b"))), libc::EISDIR);
+    fs::remove_dir(v.path("a/b")).unwrap();
+    assert_eq!(meta(&v.path("a")).nlink(), 2);
+    let mut names: Vec<_> = fs::read_dir(v.path("a"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["f"]);
+    assert_eq!(errno(fs::read_dir(v.path("nope"))), libc::ENOENT);
+}
+
+fn rename_replaces_and_moves(m: Medium) {
+    let v = Volume::start(m, &[]);
+    write_file(&v.path("a"), b"A");
+    write_file(&v.path("b"), b"B");
+    let b_ino = meta(&v.path("b")).ino();
+    fs::rename(v.path("a"), v.path("b")).unwrap();
+    assert_eq!(fs::read(v.path("b")).unwrap(), b"A");
+    assert_ne!(meta(&v.path("b")).ino(), b_ino);
+    assert_eq!(errno(fs::metadata(v.path("a"))), libc::ENOENT);
+    fs::create_dir_all(v.path("d1/sub")).unwrap();
+    fs::create_dir(v.path("d2")).unwrap();
+    fs::rename(v.path("d1/sub"), v.path("d2/sub")).unwrap();
+    assert_eq!(
+        (meta(&v.path("d1")).nlink(), meta(&v.path("d2")).nlink()),
+        (2, 3)
+    );
+    // A directory cannot move below itself, nor replace a non-empty directory or a file.
+    assert_eq!(
+        errno(fs::rename(v.path("d2"), v.path("d2/sub/x"))),
+        libc::EINVAL
+    );
+    fs::create_dir(v.path("d1/full")).unwrap();
+    write_file(&v.path("d1/full/f"), b"");
+    assert_eq!(
+        errno(fs::rename(v.path("d2/sub"), v.path("d1/full"))),
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        errno(fs::rename(v.path("d2/sub"), v.path("b"))),
+        libc::ENOTDIR
+    );
+    assert_eq!(
+        errno(fs::rename(v.path("b"), v.path("d2/sub"))),
+        libc::EISDIR
+    );
+    // Replacing an empty directory works.
+    fs::create_dir(v.path("d1/empty")).unwrap();
+    fs::rename(v.path("d2/sub"), v.path("d1/empty")).unwrap();
+    assert_eq!(
+        (meta(&v.path("d1")).nlink(), meta(&v.path("d2")).nlink()),
+        (4, 2)
+    );
+}
+
+fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<i64> {
+    let (a, b) = (cpath(from), cpath(to));
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    })
+}
+
+fn rename_noreplace_and_exchange(m: Medium) {
+    let v = Volume::start(m, &[]);
+    write_file(&v.path("a"), b"A");
+    write_file(&v.path("b"), b"B");
+    assert_eq!(
+        errno(renameat2(
+            &v.path("a"),
+            &v.path("b"),
+            libc::RENAME_NOREPLACE
+        )),
+        libc::EEXIST
+    );
+    renameat2(&v.path("a"), &v.path("c"), libc::RENAME_NOREPLACE).unwrap();
+    renameat2(&v.path("c"), &v.path("b"), libc::RENAME_EXCHANGE).unwrap();
+    assert_eq!(
+        (
+            fs::read(v.path("b")).unwrap(),
+            fs::read(v.path("c")).unwrap()
+        ),
+        (b"A".to_vec(), b"B".to_vec())
+    );
+    // Exchange a file with a directory in another directory: link counts follow.
+    fs::create_dir_all(v.path("d/sub")).unwrap();
+    renameat2(&v.path("c"), &v.path("d/sub"), libc::RENAME_EXCHANGE).unwrap();
+    assert!(meta(&v.path("c")).is_dir());
+    assert_eq!(fs::read(v.path("d/sub")).unwrap(), b"B");
+    assert_eq!(meta(&v.path("d")).nlink(), 2);
+    assert_eq!(
+        errno(renameat2(&v.path("x"), &v.path("b"), libc::RENAME_EXCHANGE)),
+        libc::ENOENT
+    );
+    assert_eq!(
+        errno(renameat2(&v.path("b"), &v.path("y"), libc::RENAME_EXCHANGE)),
+        libc::ENOENT
+    );
+}
+
+fn names_at_the_limit(m: Medium) {
+    let v = Volume::start(m, &[]);
+    write_file(&v.path(&"n".repeat(255)), b"ok");
+    assert_eq!(fs::read(v.path(&"n".repeat(255))).unwrap(), b"ok");
+    assert_eq!(
+        errno(fs::write(v.path(&"n".repeat(256)), b"")),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno(fs::metadata(v.path(&"n".repeat(256)))),
+        libc::ENAMETOOLONG
+    );
+}
+
+fn readdir_while_changing(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let d = v.path("d");
+    fs::create_dir(&d).unwrap();
+    for i in 0..2000 {
+        write_file(&d.join(format!("keep{i}")), b"");
+        write_file(&d.join(format!("drop{i}")), b"");
+    }
+    let mut seen = std::collections::HashSet::new();
+    let it = fs::read_dir(&d).unwrap();
+    for (n, e) in it.enumerate() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        assert!(seen.insert(name.clone()), "{name} listed twice");
+        // Change the directory while the listing runs.
+        if n < 2000 {
+            let _ = fs::remove_file(d.join(format!("drop{n}")));
+            write_file(&d.join(format!("new{n}")), b"");
+        }
+    }
+    for i in 0..2000 {
+        assert!(
+            seen.contains(&format!("keep{i}")),
+            "keep{i} missing from the listing"
+        );
+    }
+}
+
+fn inode_numbers_are_distinct_and_stable(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let mut inos = std::collections::HashSet::new();
+    for i in 0..100 {
+        write_file(&v.path(&format!("f{i}")), b"");
+        assert!(inos.insert(meta(&v.path(&format!("f{i}"))).ino()));
+    }
+    let ino = meta(&v.path("f7")).ino();
+    fs::rename(v.path("f7"), v.path("renamed")).unwrap();
+    assert_eq!(meta(&v.path("renamed")).ino(), ino);
+    assert_eq!(meta(&v.mnt).ino(), 1);
+}
+
+on_every_medium!(
+    hard_links_share_an_inode,
+    symlinks,
+    special_files,
+    directories_and_link_counts,
+    rename_replaces_and_moves,
+    rename_noreplace_and_exchange,
+    names_at_the_limit,
+    readdir_while_changing,
+    inode_numbers_are_distinct_and_stable,
+);
