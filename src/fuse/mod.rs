@@ -79,7 +79,7 @@ fn empty(reply: ReplyEmpty, r: Result<()>) {
 /// Not `FOPEN_NOFLUSH`, though no backend has anything to flush: `close` then returns
 /// before the kernel's (asynchronous) RELEASE, so space of a file closed and then
 /// unlinked would come back a moment late; the synchronous FLUSH keeps that window
-/// closed in practice (measured: `posix::*::fallocate_modes` fails with NOFLUSH).
+/// closed in practice (measured: `posix::data::*::fallocate_modes` fails with NOFLUSH).
 fn opened(o: &crate::fs::Opened) -> (FileHandle, FopenFlags) {
     let flags = if o.keep_cache {
         FopenFlags::FOPEN_KEEP_CACHE

@@ -36,5 +36,6 @@ mod limits;
 mod load;
 mod posix;
 mod programs;
+mod refusals;
 mod setup;
 mod shell;
