@@ -3,7 +3,7 @@
 
 use super::layout::Layout;
 use crate::error::{Failure, failed, invalid};
-use crate::mounts;
+use crate::mounts::{self, Unmounted};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -152,4 +152,38 @@ fn detach_mounts_below(path: &Path) -> Result<(), Failure> {
         mounts::unmount(&m).map_err(|e| failed(format!("unmounting {}: {e}", m.display())))?;
     }
     Ok(())
+}
+
+/// Refuses a layout with anything but a real directory on the way (a symlink would lead
+/// reads, deletes and mounts elsewhere).
+pub fn check_layout(l: &Layout) -> Result<(), Failure> {
+    for dir in l.directories() {
+        check_dir_if_present(&dir)?;
+    }
+    Ok(())
+}
+
+/// Refuses a layout directory that is not a real directory .
+fn check_dir_if_present(path: &Path) -> Result<bool, Failure> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => check_is_dir(path).map(|()| true),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Unmounts everything stacked at `path` (lazily where busy or dead).
+pub fn unmount_all(path: &Path) -> Result<(), Failure> {
+    for _ in 0..16 {
+        match mounts::unmount(path) {
+            Ok(Unmounted::NotMounted) => return Ok(()),
+            Ok(_) => continue,
+            // The directory itself is missing: nothing can be mounted there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(failed(format!("unmounting {}: {e}", path.display()))),
+        }
+    }
+    Err(failed(format!(
+        "{} stays mounted after 16 unmounts",
+        path.display()
+    )))
 }

@@ -9,14 +9,13 @@
 //! what it started; data of an earlier setup is never deleted by a failed one.
 
 use super::daemon;
-use super::dirs::{Created, PodLock, check_is_dir};
+use super::dirs::{Created, PodLock, check_layout, unmount_all};
 use super::hugepages;
 use super::layout::{self, Layout};
 use super::probe::{Health, probe};
 use super::spec::{MediumArg, VolumeMedium, VolumeSpec};
 use crate::error::{Failure, failed, invalid};
 use crate::fuse;
-use crate::mounts::{self, Unmounted};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -90,15 +89,6 @@ pub fn setup(req: &SetupRequest) -> Result<Outcome, Failure> {
         created.undo();
     }
     result
-}
-
-/// Refuses a layout with anything but a real directory on the way (a symlink would lead
-/// reads, deletes and mounts elsewhere).
-pub fn check_layout(l: &Layout) -> Result<(), Failure> {
-    for dir in l.directories() {
-        check_dir_if_present(&dir)?;
-    }
-    Ok(())
 }
 
 fn set_up_locked(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result<Outcome, Failure> {
@@ -260,29 +250,4 @@ fn set_root(path: &Path, spec: &VolumeSpec) -> Result<(), Failure> {
 fn stop_what_started(volume_dir: &Path) {
     daemon::stop(volume_dir, Duration::from_secs(1));
     let _ = unmount_all(volume_dir);
-}
-
-/// Unmounts everything stacked at `path` (lazily where busy or dead).
-pub fn unmount_all(path: &Path) -> Result<(), Failure> {
-    for _ in 0..16 {
-        match mounts::unmount(path) {
-            Ok(Unmounted::NotMounted) => return Ok(()),
-            Ok(_) => continue,
-            // The directory itself is missing: nothing can be mounted there.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(failed(format!("unmounting {}: {e}", path.display()))),
-        }
-    }
-    Err(failed(format!(
-        "{} stays mounted after 16 unmounts",
-        path.display()
-    )))
-}
-
-/// Refuses a layout directory that is not a real directory (used by teardown too).
-pub fn check_dir_if_present(path: &Path) -> Result<bool, Failure> {
-    match std::fs::symlink_metadata(path) {
-        Ok(_) => check_is_dir(path).map(|()| true),
-        Err(_) => Ok(false),
-    }
 }

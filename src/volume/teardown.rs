@@ -8,9 +8,8 @@
 //! something is left, and says what.
 
 use super::daemon;
-use super::dirs::{Created, PodLock, remove_tree};
+use super::dirs::{Created, PodLock, check_layout, remove_tree, unmount_all};
 use super::layout::{self, Layout};
-use super::setup::{check_layout, unmount_all};
 use crate::error::{Failure, failed, invalid};
 use crate::mounts;
 use std::path::{Path, PathBuf};
