@@ -165,7 +165,17 @@ start_daemon() {
     wait_mounted "$mnt" "$DAEMON_PID" "$WORK/logs/$name.log"
 }
 
-rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+# Memory a daemon holds, in MiB: its own pages (RssAnon + RssFile) and a memory volume's
+# data file (a memfd: shmem pages, not part of VmRSS unless mapped, so VmRSS alone would
+# miss them; counted once here even where the daemon also has them mapped).
+rss_mib() {
+    local own data=0 fd
+    own=$(awk '/^(RssAnon|RssFile):/ {kib += $2} END {print kib * 1024}' "/proc/$1/status")
+    for fd in "/proc/$1/fd/"*; do
+        [[ $(readlink "$fd") == /memfd:emptydirfs-memory* ]] && data=$((data + $(stat -L -c '%b * %B' "$fd")))
+    done
+    awk -v b=$((own + data)) 'BEGIN {printf "%.1f", b / 1048576}'
+}
 
 setup_targets() {
     mkdir -p "$WORK/tmpfs" "$WORK/ext4"

@@ -242,16 +242,18 @@ def report(args):
         out(f"| {label} | {cell} | {refc} | < {LATENCY_TARGET_MS} ms |")
     out("")
 
-    out("## Daemon memory (VmRSS)")
+    out("## Daemon memory")
     out("")
     data_mib = median(data, "rss-data", "memory")
     out(
-        "A fresh memory volume's daemon: idle 0.5 s after mounting; holding "
+        "Memory held by a fresh memory volume's daemon: its own pages (RssAnon + RssFile) "
+        "plus the volume's data file (a memfd, whose shmem pages VmRSS does not show); "
+        "idle 0.5 s after mounting; holding "
         f"{fmt(data_mib, 'MB/s')} MiB of random data written in one file (and fsync'ed); "
         "1.5 s after that file is deleted."
     )
     out("")
-    out("| state | daemon RSS | target |")
+    out("| state | daemon memory | target |")
     out("|---|---:|---|")
     idle = median(data, "rss-idle", "memory")
     full = median(data, "rss-full", "memory")

@@ -1,33 +1,86 @@
-//! The data of one regular file: a sparse map of 4 KiB blocks.
+//! The data of one regular file: a sparse map of 4 KiB blocks, each kept in a slot of
+//! the volume's [`Store`].
 //!
-//! Holes hold no memory and no usage. A block is either data (`Some`) or allocated but
-//! never written (`None`, from `fallocate`): counted against the volume like tmpfs counts
-//! fallocated pages, but holding no memory until written.
+//! Holes hold no memory and no usage. A block is either data (`Some(slot)`) or allocated
+//! but never written (`None`, from `fallocate`): counted against the volume like tmpfs
+//! counts fallocated pages, but holding no memory until written.
 //!
 //! Invariant: bytes of a block past `size` are zero, so growing a file never exposes
 //! old data. Every change of the block count goes through [`Usage`]: blocks are reserved
-//! before they are inserted and released when removed.
+//! before they are inserted and released when removed; a removed block's slot goes back
+//! to the store.
 
+use super::store::{Slot, Store};
 use crate::fs::usage::Usage;
 use crate::fs::{BLOCK_SIZE, Errno, Result};
 use std::collections::BTreeMap;
 
-const BS: usize = BLOCK_SIZE as usize;
-type Block = Box<[u8; BS]>;
-
 #[derive(Debug, Default)]
 pub struct FileData {
     size: u64,
-    blocks: BTreeMap<u64, Option<Block>>,
-}
-
-fn zeroed_block() -> Block {
-    // Box::new_zeroed uses calloc, which skips the memset for fresh pages.
-    unsafe { Box::<[u8; BS]>::new_zeroed().assume_init() }
+    blocks: BTreeMap<u64, Option<Slot>>,
 }
 
 fn block_range(offset: u64, end: u64) -> std::ops::RangeInclusive<u64> {
     offset / BLOCK_SIZE..=(end - 1) / BLOCK_SIZE
+}
+
+/// Consecutive file bytes that lie in consecutive slots: moved with one copy or call.
+struct Span {
+    /// Byte offset in the file, and where it is in the store.
+    file: u64,
+    store: u64,
+    len: u64,
+    /// In slots given out for this write (filled with `pwrite`).
+    fresh: bool,
+}
+
+/// Splits the bytes `[offset, end)` of the blocks that have slots into spans; `fresh`
+/// (sorted) lists blocks whose slots were just given out.
+fn spans(
+    blocks: &BTreeMap<u64, Option<Slot>>,
+    offset: u64,
+    end: u64,
+    fresh: &[u64],
+    mut each: impl FnMut(Span) -> Result<()>,
+) -> Result<()> {
+    let mut cur: Option<Span> = None;
+    for (&idx, slot) in blocks.range(block_range(offset, end)) {
+        let Some(slot) = slot else {
+            if let Some(span) = cur.take() {
+                each(span)?;
+            }
+            continue;
+        };
+        let start = idx * BLOCK_SIZE;
+        let (from, to) = (offset.max(start), end.min(start + BLOCK_SIZE));
+        let at = slot * BLOCK_SIZE + (from - start);
+        let is_fresh = fresh.binary_search(&idx).is_ok();
+        match &mut cur {
+            Some(span)
+                if span.file + span.len == from
+                    && span.store + span.len == at
+                    && span.fresh == is_fresh =>
+            {
+                span.len += to - from;
+            }
+            _ => {
+                if let Some(span) = cur.take() {
+                    each(span)?;
+                }
+                cur = Some(Span {
+                    file: from,
+                    store: at,
+                    len: to - from,
+                    fresh: is_fresh,
+                });
+            }
+        }
+    }
+    match cur {
+        Some(span) => each(span),
+        None => Ok(()),
+    }
 }
 
 impl FileData {
@@ -45,35 +98,29 @@ impl FileData {
         total - self.blocks.range(range).count() as u64
     }
 
-    /// Reads up to `len` bytes at `offset` into `out` (cleared first).
-    pub fn read(&self, offset: u64, len: usize, out: &mut Vec<u8>) {
+    /// Reads up to `len` bytes at `offset` into `out` (replacing what it held).
+    pub fn read(&self, offset: u64, len: usize, out: &mut Vec<u8>, store: &Store) -> Result<()> {
         out.clear();
         let end = self.size.min(offset.saturating_add(len as u64));
         if offset >= end {
-            return;
-        }
-        out.reserve((end - offset) as usize);
-        let mut pos = offset;
-        for (&idx, block) in self.blocks.range(block_range(offset, end)) {
-            let start = idx * BLOCK_SIZE;
-            if start > pos {
-                out.resize(out.len() + (start - pos) as usize, 0);
-                pos = start;
-            }
-            let stop = end.min(start + BLOCK_SIZE);
-            let (from, to) = ((pos - start) as usize, (stop - start) as usize);
-            match block {
-                Some(b) => out.extend_from_slice(&b[from..to]),
-                None => out.resize(out.len() + to - from, 0),
-            }
-            pos = stop;
+            return Ok(());
         }
         out.resize((end - offset) as usize, 0);
+        spans(&self.blocks, offset, end, &[], |s| {
+            let at = (s.file - offset) as usize;
+            store.read_at(&mut out[at..at + s.len as usize], s.store)
+        })
     }
 
     /// Writes `data` at `offset`, as much as the volume has room for. Returns the bytes
     /// written; ENOSPC when not one byte fits.
-    pub fn write(&mut self, offset: u64, data: &[u8], usage: &Usage) -> Result<usize> {
+    pub fn write(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        usage: &Usage,
+        store: &Store,
+    ) -> Result<usize> {
         if data.is_empty() {
             return Ok(0);
         }
@@ -92,27 +139,39 @@ impl FileData {
         if end <= offset {
             return Err(Errno::ENOSPC);
         }
-        let mut pos = offset;
-        while pos < end {
-            let idx = pos / BLOCK_SIZE;
-            let start = idx * BLOCK_SIZE;
-            let stop = end.min(start + BLOCK_SIZE);
-            let src = &data[(pos - offset) as usize..(stop - offset) as usize];
-            let whole = pos == start && stop == start + BLOCK_SIZE;
-            let slot = self.blocks.entry(idx).or_insert(None);
-            let block = slot.get_or_insert_with(|| {
-                if whole {
-                    // Fully overwritten below: no need to zero it first.
-                    unsafe { Box::<[u8; BS]>::new_uninit().assume_init() }
-                } else {
-                    zeroed_block()
-                }
-            });
-            block[(pos - start) as usize..(stop - start) as usize].copy_from_slice(src);
-            pos = stop;
+        let fresh = self.give_slots(block_range(offset, end), store);
+        let mut written = offset;
+        let result = spans(&self.blocks, offset, end, &fresh, |s| {
+            let src = &data[(s.file - offset) as usize..][..s.len as usize];
+            if s.fresh {
+                store.write_at(src, s.store)?;
+            } else {
+                store.overwrite_at(src, s.store)?;
+            }
+            written = s.file + s.len;
+            Ok(())
+        });
+        self.size = self.size.max(written);
+        match result {
+            Err(e) if written == offset => Err(e),
+            _ => Ok((written - offset) as usize),
         }
-        self.size = self.size.max(end);
-        Ok((end - offset) as usize)
+    }
+
+    /// Gives a slot to every block of `range` that has none (holes were reserved by the
+    /// caller), and returns those blocks. New slots are holes of the store: they read as
+    /// zeros.
+    fn give_slots(&mut self, range: std::ops::RangeInclusive<u64>, store: &Store) -> Vec<u64> {
+        let without: Vec<u64> = range
+            .filter(|i| !matches!(self.blocks.get(i), Some(Some(_))))
+            .collect();
+        let mut runs = Vec::new();
+        store.alloc(without.len() as u64, &mut runs);
+        let mut fresh = runs.iter().flat_map(|&(start, len)| start..start + len);
+        for &idx in &without {
+            self.blocks.insert(idx, fresh.next());
+        }
+        without
     }
 
     /// The offset where a write over `range` must stop when only `granted` new blocks
@@ -131,51 +190,66 @@ impl FileData {
     }
 
     /// Sets the size; shrinking frees the blocks past it and zeroes the tail of the last.
-    pub fn truncate(&mut self, size: u64, usage: &Usage) {
+    pub fn truncate(&mut self, size: u64, usage: &Usage, store: &Store) {
         if size < self.size {
             let dropped = self.blocks.split_off(&size.div_ceil(BLOCK_SIZE));
-            usage.release_blocks(dropped.len() as u64);
-            self.zero_within(size, self.size.min(size.next_multiple_of(BLOCK_SIZE)));
+            Self::drop_blocks(dropped.into_values(), usage, store);
+            self.zero_within(
+                size,
+                self.size.min(size.next_multiple_of(BLOCK_SIZE)),
+                store,
+            );
         }
         self.size = size;
     }
 
+    /// Releases removed blocks and gives their slots back to the store.
+    fn drop_blocks(removed: impl Iterator<Item = Option<Slot>>, usage: &Usage, store: &Store) {
+        let mut n = 0;
+        let mut slots: Vec<Slot> = removed.inspect(|_| n += 1).flatten().collect();
+        store.free(&mut slots);
+        usage.release_blocks(n);
+    }
+
     /// Zeroes bytes `[from, to)`, which lie within one block.
-    fn zero_within(&mut self, from: u64, to: u64) {
+    fn zero_within(&mut self, from: u64, to: u64, store: &Store) {
         if from >= to {
             return;
         }
         let idx = from / BLOCK_SIZE;
         debug_assert_eq!(idx, (to - 1) / BLOCK_SIZE);
-        if let Some(Some(b)) = self.blocks.get_mut(&idx) {
-            let start = idx * BLOCK_SIZE;
-            b[(from - start) as usize..(to - start) as usize].fill(0);
+        if let Some(Some(slot)) = self.blocks.get(&idx) {
+            store.punch(slot * BLOCK_SIZE + from % BLOCK_SIZE, to - from);
         }
     }
 
     /// Zeroes the partial blocks at the edges of `[offset, end)` and returns the range
     /// of whole blocks inside it.
-    fn zero_edges(&mut self, offset: u64, end: u64) -> std::ops::Range<u64> {
+    fn zero_edges(&mut self, offset: u64, end: u64, store: &Store) -> std::ops::Range<u64> {
         let first_whole = offset.div_ceil(BLOCK_SIZE);
         let end_whole = end / BLOCK_SIZE;
         if first_whole > end_whole {
-            self.zero_within(offset, end); // within one block
+            self.zero_within(offset, end, store); // within one block
             return first_whole..first_whole;
         }
-        self.zero_within(offset, first_whole * BLOCK_SIZE);
-        self.zero_within(end_whole * BLOCK_SIZE, end);
+        self.zero_within(offset, first_whole * BLOCK_SIZE, store);
+        self.zero_within(end_whole * BLOCK_SIZE, end, store);
         first_whole..end_whole
     }
 
     /// FALLOC_FL_PUNCH_HOLE: frees whole blocks inside the range, zeroes partial ones.
-    pub fn punch_hole(&mut self, offset: u64, len: u64, usage: &Usage) -> Result<()> {
+    pub fn punch_hole(
+        &mut self,
+        offset: u64,
+        len: u64,
+        usage: &Usage,
+        store: &Store,
+    ) -> Result<()> {
         let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
-        let whole = self.zero_edges(offset, end);
+        let whole = self.zero_edges(offset, end, store);
         let doomed: Vec<u64> = self.blocks.range(whole).map(|(&i, _)| i).collect();
-        for idx in &doomed {
-            self.blocks.remove(idx);
-        }
-        usage.release_blocks(doomed.len() as u64);
+        let removed = doomed.iter().map(|i| self.blocks.remove(i).flatten());
+        Self::drop_blocks(removed.collect::<Vec<_>>().into_iter(), usage, store);
         Ok(())
     }
 
@@ -222,13 +296,18 @@ impl FileData {
         len: u64,
         keep_size: bool,
         usage: &Usage,
+        store: &Store,
     ) -> Result<()> {
         let end = Self::checked_end(offset, len)?;
         self.reserve_range(offset, end, usage)?;
-        let whole = self.zero_edges(offset, end);
-        for (_, block) in self.blocks.range_mut(whole) {
-            *block = None; // frees the memory, keeps the allocation
-        }
+        let whole = self.zero_edges(offset, end, store);
+        // Frees the memory, keeps the allocation.
+        let mut slots: Vec<Slot> = self
+            .blocks
+            .range_mut(whole)
+            .filter_map(|(_, b)| b.take())
+            .collect();
+        store.free(&mut slots);
         if !keep_size {
             self.size = self.size.max(end);
         }
@@ -269,11 +348,10 @@ impl FileData {
     }
 
     /// Frees everything; returns the blocks given back.
-    pub fn clear(&mut self, usage: &Usage) -> u64 {
+    pub fn clear(&mut self, usage: &Usage, store: &Store) -> u64 {
         let n = self.held_blocks();
-        self.blocks = BTreeMap::new();
+        Self::drop_blocks(std::mem::take(&mut self.blocks).into_values(), usage, store);
         self.size = 0;
-        usage.release_blocks(n);
         n
     }
 }
@@ -283,23 +361,24 @@ mod tests {
     use super::*;
     const B: u64 = BLOCK_SIZE;
 
-    fn read(f: &FileData, off: u64, len: usize) -> Vec<u8> {
+    fn read(f: &FileData, off: u64, len: usize, s: &Store) -> Vec<u8> {
         let mut v = Vec::new();
-        f.read(off, len, &mut v);
+        f.read(off, len, &mut v, s).unwrap();
         v
     }
 
     #[test]
     fn sparse_write_read_and_holes() {
         let u = Usage::new(100 * B, 10);
+        let s = Store::new(1 << 30).unwrap();
         let mut f = FileData::default();
-        assert_eq!(f.write(10 * B + 5, b"hello", &u), Ok(5));
+        assert_eq!(f.write(10 * B + 5, b"hello", &u, &s), Ok(5));
         assert_eq!(
             (f.size(), f.held_blocks(), u.blocks_used()),
             (10 * B + 10, 1, 1)
         );
-        assert_eq!(read(&f, 10 * B, 10), b"\0\0\0\0\0hello");
-        assert!(read(&f, 0, 4096).iter().all(|&b| b == 0));
+        assert_eq!(read(&f, 10 * B, 10, &s), b"\0\0\0\0\0hello");
+        assert!(read(&f, 0, 4096, &s).iter().all(|&b| b == 0));
         assert_eq!(f.seek_data(0), Ok(10 * B));
         assert_eq!(f.seek_hole(0), Ok(0));
         assert_eq!(f.seek_hole(10 * B + 1), Ok(10 * B + 10));
@@ -309,39 +388,66 @@ mod tests {
     #[test]
     fn write_stops_at_the_limit() {
         let u = Usage::new(3 * B, 10);
+        let s = Store::new(1 << 30).unwrap();
         let mut f = FileData::default();
-        assert_eq!(f.write(0, &vec![1; 10_000], &u), Ok(10_000));
+        assert_eq!(f.write(0, &vec![1; 10_000], &u, &s), Ok(10_000));
         // 3 blocks held; the rest of block 2 can still be written, nothing past it.
         assert_eq!(
-            f.write(10_000, &vec![2; 10_000], &u),
+            f.write(10_000, &vec![2; 10_000], &u, &s),
             Ok(3 * B as usize - 10_000)
         );
-        assert_eq!(f.write(3 * B, b"x", &u), Err(Errno::ENOSPC));
+        assert_eq!(f.write(3 * B, b"x", &u, &s), Err(Errno::ENOSPC));
         assert_eq!(u.blocks_used(), 3);
-        f.truncate(B + 1, &u);
+        f.truncate(B + 1, &u, &s);
         assert_eq!(u.blocks_used(), 2);
-        assert_eq!(read(&f, B, 10), [1]);
-        f.truncate(3 * B, &u);
-        assert_eq!(read(&f, B, 3), [1, 0, 0]);
+        assert_eq!(read(&f, B, 10, &s), [1]);
+        f.truncate(3 * B, &u, &s);
+        assert_eq!(read(&f, B, 3, &s), [1, 0, 0]);
     }
 
     #[test]
     fn punch_zero_and_allocate() {
         let u = Usage::new(10 * B, 10);
+        let s = Store::new(1 << 30).unwrap();
         let mut f = FileData::default();
-        f.write(0, &vec![7; 4 * B as usize], &u).unwrap();
-        f.punch_hole(100, 2 * B, &u).unwrap();
+        f.write(0, &vec![7; 4 * B as usize], &u, &s).unwrap();
+        f.punch_hole(100, 2 * B, &u, &s).unwrap();
         assert_eq!(u.blocks_used(), 3);
-        assert_eq!(read(&f, 99, 2), [7, 0]);
-        assert_eq!(read(&f, 2 * B + 99, 2), [0, 7]);
-        f.zero_range(2 * B, 2 * B, false, &u).unwrap();
+        assert_eq!(read(&f, 99, 2, &s), [7, 0]);
+        assert_eq!(read(&f, 2 * B + 99, 2, &s), [0, 7]);
+        f.zero_range(2 * B, 2 * B, false, &u, &s).unwrap();
         assert_eq!((u.blocks_used(), f.size()), (3, 4 * B));
-        assert!(read(&f, 2 * B, 2 * B as usize).iter().all(|&b| b == 0));
+        assert!(read(&f, 2 * B, 2 * B as usize, &s).iter().all(|&b| b == 0));
         f.allocate(4 * B, 2 * B, true, &u).unwrap();
         assert_eq!((u.blocks_used(), f.size()), (5, 4 * B));
         assert_eq!(f.allocate(0, 20 * B, false, &u), Err(Errno::ENOSPC));
         assert_eq!(u.blocks_used(), 5);
-        assert_eq!(f.clear(&u), 5);
+        assert_eq!(f.clear(&u, &s), 5);
         assert_eq!(u.blocks_used(), 0);
+    }
+
+    #[test]
+    fn freed_blocks_give_memory_back_and_never_show_old_data() {
+        let u = Usage::new(100 * B, 10);
+        let s = Store::new(1 << 30).unwrap();
+        let mut a = FileData::default();
+        a.write(0, &vec![9; 8 * B as usize], &u, &s).unwrap();
+        assert_eq!(s.held_bytes(), 8 * B);
+        a.truncate(B + 10, &u, &s);
+        assert_eq!(s.held_bytes(), 2 * B, "the dropped blocks' memory is back");
+        // Growing again shows zeros past the old end, in the kept block and beyond.
+        a.truncate(3 * B, &u, &s);
+        assert_eq!(read(&a, B + 8, 4, &s), [9, 9, 0, 0]);
+        assert!(read(&a, 2 * B, B as usize, &s).iter().all(|&b| b == 0));
+        // Another file's partial writes into reused slots see no trace of file a.
+        assert_eq!(a.clear(&u, &s), 2);
+        let mut b = FileData::default();
+        b.write(5, b"x", &u, &s).unwrap();
+        b.write(3 * B + 1, b"y", &u, &s).unwrap();
+        let got = read(&b, 0, 4 * B as usize, &s);
+        assert_eq!(got.iter().filter(|&&c| c != 0).count(), 2);
+        assert_eq!((got[5], got[3 * B as usize + 1]), (b'x', b'y'));
+        b.clear(&u, &s);
+        assert_eq!((s.held_bytes(), u.blocks_used()), (0, 0));
     }
 }

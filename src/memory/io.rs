@@ -48,7 +48,7 @@ impl MemoryFs {
                         return Err(Errno::EFBIG);
                     }
                     resized = size != f.size();
-                    f.truncate(size, &self.usage);
+                    f.truncate(size, &self.usage, &self.store);
                 }
                 Body::Dir(_) => return Err(Errno::EISDIR),
                 _ => return Err(Errno::EINVAL),
@@ -86,11 +86,10 @@ impl MemoryFs {
     ) -> Result<()> {
         let inode = self.get(ino)?;
         match &*inode.body() {
-            Body::File(f) => f.read(offset, size as usize, buf),
-            Body::Dir(_) => return Err(Errno::EISDIR),
-            _ => return Err(Errno::EINVAL),
+            Body::File(f) => f.read(offset, size as usize, buf, &self.store),
+            Body::Dir(_) => Err(Errno::EISDIR),
+            _ => Err(Errno::EINVAL),
         }
-        Ok(())
     }
 
     pub(super) fn do_write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
@@ -99,7 +98,7 @@ impl MemoryFs {
         let Body::File(f) = &mut *body else {
             return Err(Errno::EINVAL);
         };
-        let n = f.write(offset, data, &self.usage)?;
+        let n = f.write(offset, data, &self.usage, &self.store)?;
         inode.meta().touch_mc(SystemTime::now());
         Ok(n as u32)
     }
@@ -118,9 +117,9 @@ impl MemoryFs {
         let before = f.size();
         let changes_data = mode & (FALLOC_PUNCH_HOLE | FALLOC_ZERO_RANGE) != 0;
         if mode & FALLOC_PUNCH_HOLE != 0 {
-            f.punch_hole(offset, len, &self.usage)?;
+            f.punch_hole(offset, len, &self.usage, &self.store)?;
         } else if mode & FALLOC_ZERO_RANGE != 0 {
-            f.zero_range(offset, len, keep, &self.usage)?;
+            f.zero_range(offset, len, keep, &self.usage, &self.store)?;
         } else {
             f.allocate(offset, len, keep, &self.usage)?;
         }

@@ -2,6 +2,7 @@
 //!
 //! - `inode.rs`: one inode, its locks and the lock order;
 //! - `dir.rs`, `file.rs`, `xattr.rs`: what an inode holds;
+//! - `store.rs`: the volume's file data, in 4 KiB slots of one memfd;
 //! - `namespace.rs`: lookups, creation, unlink, rename, listing;
 //! - `io.rs`: open files, data, attributes changes;
 //! - `reclaim.rs`: returning freed memory to the system.
@@ -18,6 +19,7 @@ mod inode;
 mod io;
 mod namespace;
 mod reclaim;
+mod store;
 mod xattr;
 
 pub use reclaim::spawn_reclaimer;
@@ -36,17 +38,20 @@ pub struct MemoryFs {
     table: DashMap<Ino, Arc<Inode>>,
     next_ino: AtomicU64,
     usage: Usage,
+    store: store::Store,
     /// Serialises renames between directories (lock order level 1, see `inode.rs`).
     rename_lock: Mutex<()>,
 }
 
 impl MemoryFs {
     /// A volume of `bytes` and `inodes` whose root is owned by the daemon, mode 0777.
-    pub fn new(bytes: u64, inodes: u64) -> MemoryFs {
+    /// Fails only if the memory file for its data cannot be created.
+    pub fn new(bytes: u64, inodes: u64) -> std::io::Result<MemoryFs> {
         let fs = MemoryFs {
             table: DashMap::new(),
             next_ino: AtomicU64::new(ROOT_INO + 1),
             usage: Usage::new(bytes, inodes),
+            store: store::Store::new(bytes)?,
             rename_lock: Mutex::new(()),
         };
         fs.usage.preload(0, 1);
@@ -71,11 +76,16 @@ impl MemoryFs {
             ROOT_INO,
         );
         fs.table.insert(ROOT_INO, Arc::new(root));
-        fs
+        Ok(fs)
     }
 
     pub fn usage(&self) -> &Usage {
         &self.usage
+    }
+
+    /// Bytes of memory the volume's file data holds now (not part of the daemon's RSS).
+    pub fn data_bytes_held(&self) -> u64 {
+        self.store.held_bytes()
     }
 
     fn get(&self, ino: Ino) -> Result<Arc<Inode>> {
@@ -95,7 +105,7 @@ impl MemoryFs {
         let unlinked = inode.meta().nlink == 0;
         if unlinked && inode.opens.load(Relaxed) == 0 && !inode.released.swap(true, Relaxed) {
             let blocks = match &mut *inode.body_mut() {
-                Body::File(f) => f.clear(&self.usage),
+                Body::File(f) => f.clear(&self.usage, &self.store),
                 Body::Symlink(t) if t.len() > SHORT_SYMLINK => {
                     self.usage.release_blocks(1);
                     0

@@ -88,7 +88,9 @@ pub fn serve(opts: &ServeOptions) -> Result<(), Failure> {
         (Medium::Memory, None) => {
             let size = opts.size_limit.unwrap_or_else(default_size_limit);
             let inodes = opts.inode_limit.unwrap_or_else(default_inode_limit);
-            let fs = Arc::new(MemoryFs::new(size, inodes));
+            let fs = MemoryFs::new(size, inodes)
+                .map_err(|e| failed(format!("creating the volume's memory file: {e}")))?;
+            let fs = Arc::new(fs);
             crate::memory::spawn_reclaimer(&fs)
                 .map_err(|e| failed(format!("starting the reclaimer: {e}")))?;
             let limits = describe(Some(size), Some(inodes));

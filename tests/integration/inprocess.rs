@@ -161,25 +161,13 @@ impl Drop for InProcess {
     }
 }
 
-/// Waits up to 5 s for `cond`.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
 fn drop_kernel_caches() {
     fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
 }
 
 #[test]
 fn a_panicking_handler_answers_eio_and_the_mount_stays_up() {
-    let v = InProcess::mount(Arc::new(PanicsOnName(MemoryFs::new(1 << 20, 100))));
+    let v = InProcess::mount(Arc::new(PanicsOnName(MemoryFs::new(1 << 20, 100).unwrap())));
     fs::write(v.path("before"), b"1").unwrap();
     assert_eq!(errno(fs::metadata(v.path(TRIGGER))), libc::EIO);
     assert_eq!(errno(fs::metadata(v.path(TRIGGER))), libc::EIO, "and again");
@@ -190,7 +178,7 @@ fn a_panicking_handler_answers_eio_and_the_mount_stays_up() {
 
 #[test]
 fn inodes_leave_the_table_when_the_kernel_forgets_them() {
-    let fs_ = Arc::new(MemoryFs::new(64 << 20, 100_000));
+    let fs_ = Arc::new(MemoryFs::new(64 << 20, 100_000).unwrap());
     let v = InProcess::mount(fs_.clone());
     fs::create_dir(v.path("d")).unwrap();
     for i in 0..2000 {
@@ -211,7 +199,7 @@ fn inodes_leave_the_table_when_the_kernel_forgets_them() {
 
 #[test]
 fn usage_counters_agree_with_a_walk_of_the_data() {
-    let fs_ = Arc::new(MemoryFs::new(8 << 20, 1000));
+    let fs_ = Arc::new(MemoryFs::new(8 << 20, 1000).unwrap());
     let v = InProcess::mount(fs_.clone());
     let workers: Vec<_> = (0..4)
         .map(|w| {
@@ -224,6 +212,37 @@ fn usage_counters_agree_with_a_walk_of_the_data() {
     }
     assert!(fs_.usage().blocks_used() <= 2048);
     assert_eq!(fs_.walk_blocks(), fs_.usage().blocks_used());
+    // Memory is held only by written blocks, and none once every file is gone.
+    assert!(fs_.data_bytes_held() <= fs_.usage().blocks_used() * 4096);
+    for e in fs::read_dir(&v.mnt).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    assert_eq!(fs_.data_bytes_held(), 0);
+}
+
+/// The memory of file data follows the data at once: truncating or deleting a file (at
+/// its last close when unlinked while open) gives its pages back, with no delay.
+#[test]
+fn memory_of_file_data_comes_back_at_once() {
+    const MIB: u64 = 1 << 20;
+    let fs_ = Arc::new(MemoryFs::new(64 * MIB, 100).unwrap());
+    let v = InProcess::mount(fs_.clone());
+    let data: Vec<u8> = (0..16 * MIB).map(|i| (i * 7 % 251) as u8).collect();
+    fs::write(v.path("f"), &data).unwrap();
+    assert_eq!(fs_.data_bytes_held(), 16 * MIB);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(v.path("f"))
+        .unwrap();
+    f.set_len(MIB + 1).unwrap();
+    assert_eq!(fs_.data_bytes_held(), MIB + 4096);
+    fs::remove_file(v.path("f")).unwrap();
+    assert_eq!(fs_.data_bytes_held(), MIB + 4096, "still open");
+    drop(f);
+    eventually("the last close to give the pages back", || {
+        fs_.data_bytes_held() == 0
+    });
+    assert_eq!(fs_.usage().blocks_used(), 0);
 }
 
 /// Writes, overwrites, truncates, punches and unlinks (some while open), ignoring ENOSPC.

@@ -3,14 +3,27 @@
 use crate::kubelet::*;
 use std::process::Command;
 
-/// Daemon RSS in KiB.
-fn rss_kib(pid: u32) -> u64 {
+/// Memory a daemon holds, in KiB: its own pages (RssAnon + RssFile) and a memory
+/// volume's data file (a memfd, whose pages VmRSS does not show unless mapped).
+fn held_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
+    let own: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+        .filter(|l| l.starts_with("RssAnon:") || l.starts_with("RssFile:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    let data: u64 = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:emptydirfs-memory"))
+        })
+        .filter_map(|e| std::fs::metadata(e.path()).ok())
+        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) / 2)
+        .sum();
+    own + data
 }
 
 /// 50 volumes, half memory and half disk, set up at once, each running a short fio job
@@ -78,15 +91,15 @@ fn fifty_volumes_at_once() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let total: u64 = pids.iter().map(|&p| rss_kib(p)).sum();
+    let total: u64 = pids.iter().map(|&p| held_kib(p)).sum();
     println!(
-        "{N} daemons hold {} MiB RSS in all after a 4 MiB fio job each",
+        "{N} daemons hold {} MiB in all after a 4 MiB fio job each",
         total / 1024
     );
     record_reliability(
         "fifty-volumes",
         &format!(
-            "{N} volumes (25 memory, 25 disk), 4 MiB fio verify each: 0 failures; daemons' RSS {} MiB in all",
+            "{N} volumes (25 memory, 25 disk), 4 MiB fio verify each: 0 failures; daemons hold {} MiB in all (own pages + memory volumes' data)",
             total / 1024
         ),
     );
