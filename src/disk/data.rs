@@ -5,7 +5,7 @@
 
 use super::account::{self, Charge};
 use super::nodes::{Node, attr_of, blocks_of};
-use super::{DiskFs, sys};
+use super::{DiskFs, caps, sys};
 use crate::fs::*;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -271,13 +271,19 @@ impl DiskFs {
         let mut s = node.state();
         let mut charge = Charge::reserve(&self.usage, reserve)?;
         let r = change(&fd);
+        node.caps.changed();
         charge.measured(&mut s.charged, blocks_of(&sys::fstat(fd.as_fd())?));
         r
     }
 
     pub(super) fn do_getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
-        let fd = self.nodes.fd(&*self.nodes.get(ino)?)?;
-        sys::getxattr(fd.as_fd(), &sys::cstr(name)?)
+        let node = self.nodes.get(ino)?;
+        let get = || sys::getxattr(self.nodes.fd(&node)?.as_fd(), &sys::cstr(name)?);
+        if name == caps::NAME {
+            node.caps.lookup(get)
+        } else {
+            get()
+        }
     }
 
     pub(super) fn do_listxattr(&self, ino: Ino) -> Result<Vec<u8>> {

@@ -6,7 +6,8 @@
 //! - `creds.rs`: acting as the caller while creating, so files are born with their owner;
 //! - `account.rs`: charging real backing space to the volume (reserve, measure, settle);
 //! - `namespace.rs`: lookup, create, link, unlink, rename, readdir;
-//! - `data.rs`: open files, data, sizes, attributes and xattrs.
+//! - `data.rs`: open files, data, sizes, attributes and xattrs;
+//! - `caps.rs`: remembering that a node has no `security.capability` (asked per write).
 //!
 //! # Safety against the served tree
 //! The daemon never resolves a path built from names: every call starts from a descriptor
@@ -21,6 +22,7 @@
 //! its own: `statfs` shows the backing filesystem, as kubelet's disk emptyDir does.
 
 mod account;
+mod caps;
 mod creds;
 mod data;
 mod handle;

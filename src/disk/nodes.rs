@@ -70,6 +70,8 @@ pub struct Node {
     /// Its last link was removed: its `st_ino` may be handed to a new inode.
     pub unlinked: AtomicBool,
     pinned: Mutex<Option<Arc<OwnedFd>>>,
+    /// Whether it is known to have no `security.capability` (see `caps.rs`).
+    pub caps: super::caps::CapsKnown,
     /// Held across every change to the inode's blocks or open count. Lock order: a
     /// directory's state before the state of a non-directory in it; two directories in
     /// ascending `ino` order; never two non-directories.
@@ -182,6 +184,7 @@ impl Nodes {
             lookups: AtomicU64::new(1),
             unlinked: AtomicBool::new(false),
             pinned: Mutex::new(None),
+            caps: Default::default(),
             state: Mutex::new(NodeState {
                 charged: blocks_of(st),
                 ..Default::default()

@@ -251,7 +251,44 @@ fn permissions_are_enforced(m: Medium) {
     assert_eq!(fs::read(v.path("secret")).unwrap(), b"root only");
 }
 
+/// A file capability (`security.capability`, revision 2: effective, CAP_NET_RAW
+/// permitted) set after the file was already written to: the next write must drop it,
+/// as on tmpfs, even though the volume answered "no capability" for the earlier writes.
+fn a_write_drops_file_capabilities(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let p = v.path("tool");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .unwrap();
+    for _ in 0..3 {
+        f.write_all(b"#!/bin/sh\n").unwrap();
+    }
+    let mut cap = Vec::new();
+    // magic (revision 2, effective), permitted: bit 13 (CAP_NET_RAW), inheritable, ...
+    for word in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
+        cap.extend_from_slice(&word.to_le_bytes());
+    }
+    xattr_set(&p, "security.capability", &cap, 0).unwrap();
+    assert_eq!(xattr_get(&p, "security.capability", 64).unwrap(), cap);
+    f.write_all(b"exit 0\n").unwrap();
+    assert_eq!(
+        errno(xattr_get(&p, "security.capability", 64)),
+        libc::ENODATA,
+        "the write dropped the capability"
+    );
+    // And again, now that the volume has seen it removed.
+    xattr_set(&p, "security.capability", &cap, 0).unwrap();
+    f.write_all(b"\n").unwrap();
+    assert_eq!(
+        errno(xattr_get(&p, "security.capability", 64)),
+        libc::ENODATA
+    );
+}
+
 on_every_medium!(
+    a_write_drops_file_capabilities,
     chmod_chown_and_ctime,
     utimensat_nanoseconds,
     xattrs,
