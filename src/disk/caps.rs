@@ -38,6 +38,14 @@ impl CapsKnown {
         r
     }
 
+    /// Records that the node's inode was just created by this daemon (so it has none),
+    /// unless the node has already seen an xattr change.
+    pub fn created(&self) {
+        let _ = self
+            .0
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
     /// Forgets what is known: call after any xattr change of the node has been made.
     pub fn changed(&self) {
         let _ = self
@@ -69,6 +77,17 @@ mod tests {
             Ok(vec![2]),
             "a value is never cached"
         );
+    }
+
+    #[test]
+    fn a_new_file_has_none_unless_already_changed() {
+        let c = CapsKnown::default();
+        c.created();
+        assert_eq!(c.lookup(|| Ok(vec![1])), Err(Errno::ENODATA));
+        let d = CapsKnown::default();
+        d.changed();
+        d.created();
+        assert_eq!(d.lookup(|| Ok(vec![1])), Ok(vec![1]));
     }
 
     #[test]

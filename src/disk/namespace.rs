@@ -93,6 +93,7 @@ impl DiskFs {
                 make(pfd.as_fd(), &c)?
             };
             let (node, st) = self.lookup_at(pfd.as_fd(), &c)?;
+            node.caps.created(); // every `make` creates (O_EXCL, mkdir, ...)
             charge.added(blocks_of(&st));
             charge.measured(&mut ps.charged, blocks_of(&sys::fstat(pfd.as_fd())?));
             Ok((attr_of(node.ino, &st), made))
