@@ -76,10 +76,12 @@ fn empty(reply: ReplyEmpty, r: Result<()>) {
     answer!(reply, r, |()| reply.ok())
 }
 
-/// Not `FOPEN_NOFLUSH`, though no backend has anything to flush: `close` then returns
-/// before the kernel's (asynchronous) RELEASE, so space of a file closed and then
-/// unlinked would come back a moment late; the synchronous FLUSH keeps that window
-/// closed in practice (measured: `posix::data::*::fallocate_modes` fails with NOFLUSH).
+/// Not `FOPEN_NOFLUSH`, though no backend has anything to flush. The kernel sends RELEASE
+/// in the background, so `close` returns before it is served, and the space of a file
+/// closed and then unlinked comes back a moment after the `unlink`. The synchronous FLUSH
+/// makes that window small (with NOFLUSH `posix::data::*::fallocate_modes` saw the old
+/// usage); it is not closed: a second request thread can serve UNLINK and a `statfs`
+/// before RELEASE (seen once under load), so tests wait for it.
 fn opened(o: &crate::fs::Opened) -> (FileHandle, FopenFlags) {
     let flags = if o.keep_cache {
         FopenFlags::FOPEN_KEEP_CACHE
