@@ -5,7 +5,7 @@
 
 use super::account::{self, Charge};
 use super::nodes::{Node, attr_of, blocks_of};
-use super::{DiskFs, caps, sys};
+use super::{DiskFs, caps, direct, sys};
 use crate::fs::*;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -20,6 +20,9 @@ const COPY_CHUNK: u64 = 16 << 20;
 pub struct OpenFile {
     pub fd: Arc<OwnedFd>,
     pub node: Arc<Node>,
+    /// The same file opened `O_DIRECT`, for a file opened `O_DIRECT` (`direct.rs`); none
+    /// if the backing filesystem refuses it.
+    pub direct: Option<OwnedFd>,
 }
 
 /// An open directory and its `getdents` buffer.
@@ -31,7 +34,8 @@ pub struct OpenDir {
 /// Backing open flags for a file the kernel opens with `flags`: read-write whatever was
 /// asked (the kernel has checked the caller's access), keeping only flags that change
 /// how data reaches the disk. Not `O_APPEND` (the kernel sends the offset to write at),
-/// not `O_DIRECT` (requests need not be aligned), not `O_TRUNC` (sent as a setattr).
+/// not `O_DIRECT` (requests need not be aligned: `direct.rs` opens a second descriptor),
+/// not `O_TRUNC` (sent as a setattr).
 pub(super) fn backing_flags(flags: i32) -> i32 {
     libc::O_RDWR | (flags & (libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME))
 }
@@ -94,6 +98,12 @@ impl DiskFs {
                 r => r?,
             },
         };
+        let direct = (flags & libc::O_DIRECT != 0)
+            .then(|| sys::reopen(fd.as_fd(), backing_flags(flags) | libc::O_DIRECT))
+            .and_then(|r| {
+                r.inspect_err(|e| log::debug!("no O_DIRECT on the backing file: {e:?}"))
+                    .ok()
+            });
         let fd = Arc::new(fd);
         {
             let mut s = node.state();
@@ -103,7 +113,8 @@ impl DiskFs {
         let fh = self
             .next_fh
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.files.insert(fh, Arc::new(OpenFile { fd, node }));
+        self.files
+            .insert(fh, Arc::new(OpenFile { fd, node, direct }));
         // The daemon is the only writer of the backing tree: the page cache stays valid.
         Ok(Opened {
             fh,
@@ -134,6 +145,19 @@ impl DiskFs {
 
     pub(super) fn do_read(&self, fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
         let file = self.file(fh)?;
+        if let Some(d) = &file.direct
+            && direct::aligned(offset, size as usize)
+        {
+            let n = direct::with_bounce(size as usize, |b| {
+                let n = sys::pread(d.as_fd(), b, offset)?;
+                buf.clear();
+                buf.extend_from_slice(&b[..n]);
+                Ok::<_, Errno>(n)
+            });
+            if n != Err(Errno::EINVAL) {
+                return n.map(drop);
+            }
+        }
         buf.resize(size as usize, 0);
         let mut done = 0;
         while done < buf.len() {
@@ -153,7 +177,20 @@ impl DiskFs {
         let mut s = file.node.state();
         let (mut charge, allowed) =
             account::reserve_write(&self.usage, fd, offset, data.len() as u64)?;
-        let written = sys::pwrite(fd, &data[..allowed as usize], offset);
+        let data = &data[..allowed as usize];
+        let written = match &file.direct {
+            Some(d) if direct::aligned(offset, data.len()) => {
+                let r = direct::with_bounce(data.len(), |b| {
+                    b.copy_from_slice(data);
+                    sys::pwrite(d.as_fd(), b, offset)
+                });
+                match r {
+                    Err(Errno::EINVAL) => sys::pwrite(fd, data, offset),
+                    r => r,
+                }
+            }
+            _ => sys::pwrite(fd, data, offset),
+        };
         charge.measured(&mut s.charged, blocks_of(&sys::fstat(fd)?));
         Ok(written? as u32)
     }

@@ -7,6 +7,7 @@
 //! - `account.rs`: charging real backing space to the volume (reserve, measure, settle);
 //! - `namespace.rs`: lookup, create, link, unlink, rename, readdir;
 //! - `data.rs`: open files, data, sizes, attributes and xattrs;
+//! - `direct.rs`: `O_DIRECT` passed through to the backing file;
 //! - `caps.rs`: remembering that a node has no `security.capability` (asked per write).
 //!
 //! # Safety against the served tree
@@ -25,6 +26,7 @@ mod account;
 mod caps;
 mod creds;
 mod data;
+mod direct;
 mod handle;
 mod namespace;
 mod nodes;
