@@ -139,7 +139,8 @@ impl FileData {
         if end <= offset {
             return Err(Errno::ENOSPC);
         }
-        let fresh = self.give_slots(block_range(offset, end), store);
+        let given = self.give_slots(block_range(offset, end), store);
+        let fresh: Vec<u64> = given.iter().map(|&(idx, _)| idx).collect();
         let mut written = offset;
         let result = spans(&self.blocks, offset, end, &fresh, |s| {
             let src = &data[(s.file - offset) as usize..][..s.len as usize];
@@ -152,23 +153,55 @@ impl FileData {
             Ok(())
         });
         self.size = self.size.max(written);
+        if result.is_err() {
+            self.take_back(&given, written, usage, store);
+        }
         match result {
             Err(e) if written == offset => Err(e),
             _ => Ok((written - offset) as usize),
         }
     }
 
+    /// After a write failed at `written` (a block boundary: spans end at one), takes back
+    /// the slots it gave to blocks it did not reach: holes again (their usage released)
+    /// or allocated-unwritten again. Bytes a failed `pwrite` left in them are punched out,
+    /// so nothing past the size the file now has is ever shown.
+    fn take_back(&mut self, given: &[(u64, bool)], written: u64, usage: &Usage, store: &Store) {
+        let reached = written.div_ceil(BLOCK_SIZE);
+        let mut slots = Vec::new();
+        let mut holes = 0;
+        for &(idx, was_hole) in given.iter().filter(|(idx, _)| *idx >= reached) {
+            let slot = if was_hole {
+                holes += 1;
+                self.blocks.remove(&idx)
+            } else {
+                self.blocks.insert(idx, None)
+            };
+            slots.extend(slot.flatten());
+        }
+        store.free(&mut slots);
+        usage.release_blocks(holes);
+    }
+
     /// Gives a slot to every block of `range` that has none (holes were reserved by the
-    /// caller), and returns those blocks. New slots are holes of the store: they read as
-    /// zeros.
-    fn give_slots(&mut self, range: std::ops::RangeInclusive<u64>, store: &Store) -> Vec<u64> {
-        let without: Vec<u64> = range
-            .filter(|i| !matches!(self.blocks.get(i), Some(Some(_))))
+    /// caller), and returns those blocks, each with whether it was a hole (else it was
+    /// allocated but unwritten). New slots are holes of the store: they read as zeros.
+    fn give_slots(
+        &mut self,
+        range: std::ops::RangeInclusive<u64>,
+        store: &Store,
+    ) -> Vec<(u64, bool)> {
+        let without: Vec<(u64, bool)> = range
+            .filter_map(|i| match self.blocks.get(&i) {
+                Some(Some(_)) => None,
+                Some(None) => Some((i, false)),
+                None => Some((i, true)),
+            })
             .collect();
         let mut runs = Vec::new();
         store.alloc(without.len() as u64, &mut runs);
         let mut fresh = runs.iter().flat_map(|&(start, len)| start..start + len);
-        for &idx in &without {
+        for &(idx, _) in &without {
             self.blocks.insert(idx, fresh.next());
         }
         without
@@ -424,6 +457,32 @@ mod tests {
         assert_eq!(u.blocks_used(), 5);
         assert_eq!(f.clear(&u, &s), 5);
         assert_eq!(u.blocks_used(), 0);
+    }
+
+    #[test]
+    fn a_failed_write_gives_back_what_it_did_not_reach() {
+        let u = Usage::new(100 * B, 10);
+        let s = Store::new(1 << 30).unwrap();
+        let mut f = FileData::default();
+        f.allocate(2 * B, B, true, &u).unwrap(); // block 2: allocated, unwritten
+        // A write over blocks 0..4 that failed after its first two blocks: its slots
+        // went out, data reached only blocks 0 and 1 (some bytes landed in block 3).
+        assert!(u.reserve_blocks(3));
+        let given = f.give_slots(0..=3, &s);
+        s.write_at(&[5; 2 * B as usize], f.blocks[&0].unwrap() * B)
+            .unwrap();
+        s.write_at(b"stale", f.blocks[&3].unwrap() * B).unwrap();
+        f.size = 2 * B;
+        f.take_back(&given, 2 * B, &u, &s);
+        assert_eq!(
+            (f.held_blocks(), u.blocks_used()),
+            (3, 3),
+            "0, 1 and 2 stay"
+        );
+        assert_eq!(f.blocks.get(&2), Some(&None), "unwritten again");
+        assert_eq!(s.held_bytes(), 2 * B, "block 3's bytes are gone");
+        f.truncate(4 * B, &u, &s);
+        assert!(read(&f, 2 * B, 2 * B as usize, &s).iter().all(|&b| b == 0));
     }
 
     #[test]

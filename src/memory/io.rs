@@ -23,6 +23,7 @@ impl MemoryFs {
         if inode.kind == FileKind::Directory {
             return Err(Errno::EISDIR);
         }
+        let _decided = inode.body(); // see `maybe_release`
         inode.opens.fetch_add(1, Relaxed);
         if inode.released.load(Relaxed) {
             inode.opens.fetch_sub(1, Relaxed);

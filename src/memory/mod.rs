@@ -102,9 +102,12 @@ impl MemoryFs {
         if inode.ino == ROOT_INO {
             return;
         }
+        // Decided under the body's write lock: `do_open` counts its open under the read
+        // lock, so an open either sees `released` or is counted before this looks.
+        let mut body = inode.body_mut();
         let unlinked = inode.meta().nlink == 0;
         if unlinked && inode.opens.load(Relaxed) == 0 && !inode.released.swap(true, Relaxed) {
-            let blocks = match &mut *inode.body_mut() {
+            let blocks = match &mut *body {
                 Body::File(f) => f.clear(&self.usage, &self.store),
                 Body::Symlink(t) if t.len() > SHORT_SYMLINK => {
                     self.usage.release_blocks(1);
@@ -112,12 +115,15 @@ impl MemoryFs {
                 }
                 _ => 0,
             };
+            drop(body);
             let mut m = inode.meta();
             self.usage
                 .release_blocks(std::mem::take(&mut m.xattr_blocks));
             drop(m);
             self.usage.release_inode();
             log::trace!("released inode {} ({blocks} blocks)", inode.ino);
+        } else {
+            drop(body); // no lock while the table shard is locked
         }
         if inode.released.load(Relaxed) && inode.lookups.load(Relaxed) == 0 {
             self.table.remove(&inode.ino);

@@ -17,7 +17,8 @@
 //! plain copies through the mapping (no system call per request); fresh slots are filled
 //! with `pwrite`. Pages the daemon touched through the mapping show in its `RssShmem`.
 //! Slots stay below `cap` (twice the volume's size, the mapped length), which is always
-//! enough: at most the volume's size is in use at once.
+//! enough: at most the volume's size is in use at once. A volume too large to map
+//! (over 32 TiB) uses `pread`/`pwrite` only.
 //!
 //! Invariants: a slot not handed out is a hole in the memfd (it reads as zeros), so a
 //! newly allocated slot needs no zeroing, and a partial `pwrite` into it leaves zeros
@@ -78,7 +79,17 @@ impl Store {
         let len = size
             .saturating_mul(2)
             .next_multiple_of(MAP_UNIT)
-            .clamp(MAP_UNIT, MAX_MAP);
+            .max(MAP_UNIT);
+        if len > MAX_MAP {
+            // Too large to map (and `cap` must cover the volume's size): no bound.
+            log::info!("a {size}-byte volume is not mapped; using pread/pwrite");
+            return Ok(Store {
+                fd,
+                map: 0,
+                cap: u64::MAX / BLOCK_SIZE,
+                slots: Mutex::new(FreeSlots::default()),
+            });
+        }
         // A sparse size: holds no memory, but the mapping must not reach past the end.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), len as i64) } != 0 {
             return Err(io::Error::last_os_error());
@@ -120,7 +131,7 @@ impl Store {
         if n == 0 {
             return;
         }
-        let mut s = self.slots.lock().unwrap();
+        let mut s = self.lock();
         let fit = s.runs.iter().take(64).find(|(_, l)| **l >= n);
         if let Some((&start, &len)) = fit {
             s.take(start, len, n);
@@ -141,7 +152,9 @@ impl Store {
             }
         }
         if left > 0 {
-            assert!(
+            // Cannot fail: slots in use never pass the volume's size, and `cap` is at
+            // least that, so the free runs below it cover what the bump would not.
+            debug_assert!(
                 s.top + left <= self.cap,
                 "more slots than the volume's size"
             );
@@ -166,10 +179,14 @@ impl Store {
         for &(start, len) in &runs {
             self.punch(start * BLOCK_SIZE, len * BLOCK_SIZE);
         }
-        let mut s = self.slots.lock().unwrap();
+        let mut s = self.lock();
         for (start, len) in runs {
             s.insert(start, len);
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FreeSlots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Zeroes `len` bytes at byte `offset` of the data file (whole pages are freed).
