@@ -27,8 +27,10 @@
 
 use crate::fs::{BLOCK_SIZE, Errno, Result};
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Mutex;
 
 /// Index of a 4 KiB slot in the store.
@@ -37,7 +39,7 @@ pub type Slot = u64;
 /// The data file of one memory volume and its slot allocator.
 #[derive(Debug)]
 pub struct Store {
-    fd: OwnedFd,
+    file: File,
     /// Address of the whole data file mapped shared, read-write (0: not mapped, use
     /// `pread`/`pwrite`); `cap` slots long.
     map: usize,
@@ -75,7 +77,7 @@ impl Store {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let file = unsafe { File::from_raw_fd(fd) };
         let len = size
             .saturating_mul(2)
             .next_multiple_of(MAP_UNIT)
@@ -84,16 +86,14 @@ impl Store {
             // Too large to map (and `cap` must cover the volume's size): no bound.
             log::info!("a {size}-byte volume is not mapped; using pread/pwrite");
             return Ok(Store {
-                fd,
+                file,
                 map: 0,
                 cap: u64::MAX / BLOCK_SIZE,
                 slots: Mutex::new(FreeSlots::default()),
             });
         }
         // A sparse size: holds no memory, but the mapping must not reach past the end.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as i64) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        file.set_len(len)?;
         let prot = libc::PROT_READ | libc::PROT_WRITE;
         let flags = libc::MAP_SHARED | libc::MAP_NORESERVE;
         let addr = unsafe {
@@ -102,7 +102,7 @@ impl Store {
                 len as usize,
                 prot,
                 flags,
-                fd.as_raw_fd(),
+                file.as_raw_fd(),
                 0,
             )
         };
@@ -116,7 +116,7 @@ impl Store {
             addr as usize
         };
         Ok(Store {
-            fd,
+            file,
             map,
             cap: len / BLOCK_SIZE,
             slots: Mutex::new(FreeSlots::default()),
@@ -192,7 +192,7 @@ impl Store {
     /// Zeroes `len` bytes at byte `offset` of the data file (whole pages are freed).
     pub fn punch(&self, offset: u64, len: u64) {
         let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-        let rc = unsafe { libc::fallocate(self.fd.as_raw_fd(), mode, offset as i64, len as i64) };
+        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), mode, offset as i64, len as i64) };
         // Punching a range of a memfd we own cannot fail short of a kernel bug; if it ever
         // did, the slot would keep stale bytes a later partial write could expose.
         assert_eq!(
@@ -224,29 +224,8 @@ impl Store {
 
     /// Writes `data` at byte `offset` of the data file with `pwrite`: for fresh slots,
     /// whose new pages the kernel then fills without zeroing them first.
-    pub fn write_at(&self, mut data: &[u8], mut offset: u64) -> Result<()> {
-        while !data.is_empty() {
-            let n = unsafe {
-                libc::pwrite(
-                    self.fd.as_raw_fd(),
-                    data.as_ptr().cast(),
-                    data.len(),
-                    offset as i64,
-                )
-            };
-            match n {
-                n if n > 0 => {
-                    data = &data[n as usize..];
-                    offset += n as u64;
-                }
-                0 => return Err(Errno::ENOSPC),
-                _ => match io::Error::last_os_error() {
-                    e if e.kind() == io::ErrorKind::Interrupted => {}
-                    e => return Err(errno(e)),
-                },
-            }
-        }
-        Ok(())
+    pub fn write_at(&self, data: &[u8], offset: u64) -> Result<()> {
+        self.file.write_all_at(data, offset).map_err(errno)
     }
 
     /// Fills `out` from byte `offset` of the data file.
@@ -256,28 +235,18 @@ impl Store {
             return Ok(());
         }
         while !out.is_empty() {
-            let n = unsafe {
-                libc::pread(
-                    self.fd.as_raw_fd(),
-                    out.as_mut_ptr().cast(),
-                    out.len(),
-                    offset as i64,
-                )
-            };
-            match n {
-                n if n > 0 => {
-                    out = &mut out[n as usize..];
-                    offset += n as u64;
-                }
+            match self.file.read_at(out, offset) {
                 // Past the end of the data file: never written, reads as zeros.
-                0 => {
+                Ok(0) => {
                     out.fill(0);
                     return Ok(());
                 }
-                _ => match io::Error::last_os_error() {
-                    e if e.kind() == io::ErrorKind::Interrupted => {}
-                    e => return Err(errno(e)),
-                },
+                Ok(n) => {
+                    out = &mut out[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(errno(e)),
             }
         }
         Ok(())
@@ -285,11 +254,7 @@ impl Store {
 
     /// Bytes of memory the data file holds now.
     pub fn held_bytes(&self) -> u64 {
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) } != 0 {
-            return 0;
-        }
-        st.st_blocks as u64 * 512
+        self.file.metadata().map_or(0, |m| m.blocks() * 512)
     }
 }
 
