@@ -44,12 +44,7 @@ fn a_restarted_daemon_serves_the_same_data_and_usage() {
         "usage counted again at start"
     );
     // The limit still holds across the restart: only what was left fits.
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(v.path("fill"))
-        .unwrap();
+    let mut f = open_rw(v.path("fill"));
     let err = loop {
         if let Err(e) = f.write(&[1u8; 65536]) {
             break e;

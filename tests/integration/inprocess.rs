@@ -258,13 +258,7 @@ fn mixed_workload(dir: &std::path::Path, worker: u64) {
     };
     for i in 0..400 {
         let p = dir.join(format!("w{worker}-{}", rnd(8)));
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&p)
-            .unwrap();
+        let f = open_rw(&p);
         let _ = f.write_at(&vec![i as u8; rnd(300_000) as usize + 1], rnd(2 << 20));
         match rnd(5) {
             0 => f.set_len(rnd(1 << 20)).unwrap(),

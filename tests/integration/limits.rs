@@ -42,12 +42,7 @@ fn fill_to_the_limit_exactly(m: Medium) {
     // A disk volume's root directory holds a block, as `du` counts it; memory's none.
     let base = v.used();
     assert_eq!(df(&v), (1 << 20, base, (1 << 20) - base));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(v.path("fill"))
-        .unwrap();
+    let mut f = open_rw(v.path("fill"));
     let chunk = vec![0x5A; 100_000];
     let mut written = 0u64;
     let err = loop {
