@@ -1,9 +1,9 @@
 //! Command-line interface: the arguments of each command.
 
+use crate::emptydir::layout::{self, DEFAULT_KUBELET_ROOT};
+use crate::emptydir::setup::SetupRequest;
 use crate::quantity;
 use crate::serve::{Medium, ServeOptions};
-use crate::volume::layout::{self, DEFAULT_KUBELET_ROOT};
-use crate::volume::setup::SetupRequest;
 use crate::volume::spec::{self, MediumArg};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

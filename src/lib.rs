@@ -10,14 +10,17 @@
 //! - [`fuse`]: the thin adapter from fuser's `Filesystem` to any backend, and the mount
 //!   options and kernel features;
 //! - [`serve`]: the `serve` command: mount point checks, mounting, signals, shutdown;
-//! - [`volume`]: the setup helper (`setup`, `teardown`, `status`): volumes laid out as
-//!   kubelet lays them out, each served by a detached daemon (or hugetlbfs);
+//! - [`volume`]: what a volume is and how it runs (spec, daemon, mount, health), shared by
+//!   both front ends;
+//! - [`emptydir`]: the setup helper (`setup`, `teardown`, `status`): volumes laid out as
+//!   kubelet lays out emptyDir volumes;
 //! - [`mounts`]: the mount table and unmounting;
 //! - [`quantity`]: Kubernetes quantities (`64Mi`, `1e9`);
 //! - [`cli`], [`error`]: arguments, failures and exit codes. `main.rs` only dispatches.
 
 pub mod cli;
 pub mod disk;
+pub mod emptydir;
 pub mod error;
 pub mod fs;
 pub mod fuse;

@@ -2,8 +2,8 @@
 
 use clap::Parser;
 use emptydirfs::cli::{Cli, Command};
+use emptydirfs::emptydir::{setup, status, teardown};
 use emptydirfs::error::Failure;
-use emptydirfs::volume::{setup, status, teardown};
 use std::time::Duration;
 
 fn main() {

@@ -24,14 +24,31 @@ use std::time::{Duration, Instant};
 const READY_FD: i32 = 3;
 const READY: &[u8] = b"ready\n";
 
+/// How a daemon is started, beyond its arguments.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Launch {
+    /// `cgroup.procs` files (one per cgroup hierarchy) the daemon moves itself into
+    /// before it runs, so that everything it ever allocates is charged there (charges do
+    /// not follow a process that moves later).
+    pub cgroup_procs: Vec<PathBuf>,
+    /// Its `oom_score_adj` (-1000 to 1000), if not inherited.
+    pub oom_score_adj: Option<i32>,
+}
+
 /// A daemon just started by this process.
 pub struct Started {
     pub child: Child,
     ready: OwnedFd,
 }
 
-/// Starts `emptydirfs serve <serve_args> <mountpoint>`, detached, logging to `log`.
-pub fn spawn(serve_args: &[String], mountpoint: &Path, log: &Path) -> Result<Started, Failure> {
+/// Starts `emptydirfs serve <serve_args> <mountpoint>`, detached, logging to `log`, in
+/// the cgroups and with the OOM score `launch` says.
+pub fn spawn(
+    serve_args: &[String],
+    mountpoint: &Path,
+    log: &Path,
+    launch: &Launch,
+) -> Result<Started, Failure> {
     let exe = std::env::current_exe().map_err(|e| failed(format!("finding this program: {e}")))?;
     let log_file = std::fs::OpenOptions::new()
         .create(true)
@@ -48,6 +65,14 @@ pub fn spawn(serve_args: &[String], mountpoint: &Path, log: &Path) -> Result<Sta
     let (ready, write_end) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let w = write_end.as_raw_fd();
+    // Everything the child writes is made before fork: only syscalls run after it.
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).ok();
+    let cgroup_procs: Vec<std::ffi::CString> = launch
+        .cgroup_procs
+        .iter()
+        .map(|p| c(p).ok_or_else(|| failed(format!("bad cgroup path {}", p.display()))))
+        .collect::<Result<_, _>>()?;
+    let oom_adj = launch.oom_score_adj.map(|n| n.to_string().into_bytes());
     let mut cmd = Command::new(exe);
     cmd.arg("serve")
         .args(serve_args)
@@ -71,6 +96,12 @@ pub fn spawn(serve_args: &[String], mountpoint: &Path, log: &Path) -> Result<Sta
             // daemon deaf to the signals teardown stops it with.
             for sig in [libc::SIGTERM, libc::SIGINT] {
                 libc::signal(sig, libc::SIG_DFL);
+            }
+            for procs in &cgroup_procs {
+                write_file(procs.as_ptr(), b"0")?; // "0": the writing process itself
+            }
+            if let Some(adj) = &oom_adj {
+                write_file(c"/proc/self/oom_score_adj".as_ptr(), adj)?;
             }
             // dup2 leaves the new fd without O_CLOEXEC; if w already is 3, clear it.
             if w == READY_FD {
@@ -98,6 +129,22 @@ pub fn spawn(serve_args: &[String], mountpoint: &Path, log: &Path) -> Result<Sta
         .map_err(|e| failed(format!("starting the daemon: {e}")))?;
     drop(write_end); // only the daemon holds it now: its exit means end of file
     Ok(Started { child, ready })
+}
+
+/// open, write, close, with nothing allocated (it runs between fork and exec).
+fn write_file(path: *const libc::c_char, data: &[u8]) -> io::Result<()> {
+    let fd = unsafe { libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    let e = io::Error::last_os_error();
+    unsafe { libc::close(fd) };
+    if n == data.len() as isize {
+        Ok(())
+    } else {
+        Err(e)
+    }
 }
 
 impl Started {

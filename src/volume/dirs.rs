@@ -1,15 +1,14 @@
-//! Directories of the layout: created with their modes (and undone on failure), locked,
-//! and removed without ever deleting through a mount.
+//! A volume's directories, whichever front end laid them out: created with their modes
+//! (and undone on failure), locked, and removed without ever deleting through a mount.
 
-use super::layout::Layout;
 use crate::error::{Failure, failed, invalid};
 use crate::mounts::{self, Unmounted};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// What one `setup` created, so that a failed setup leaves nothing behind.
+/// What one setup or publish created, so that a failed one leaves nothing behind.
 #[derive(Default)]
 pub struct Created {
     /// Directories, in creation order, and whether their whole tree is ours.
@@ -67,57 +66,69 @@ pub fn check_is_dir(path: &Path) -> Result<(), Failure> {
     }
 }
 
-/// An exclusive `flock` on a pod's directory: setups and teardowns of one pod's volumes
-/// run one at a time, so two setups of a volume end with one daemon. Released on drop.
-///
-/// A failed setup may remove the pod directory it created (holding the lock), so after
-/// locking, the locked directory must still be the one at the path; if not, lock again.
-pub struct PodLock(#[allow(dead_code)] OwnedFd);
+/// An exclusive `flock` on a directory, released on drop (or when the process dies, so a
+/// killed holder never leaves it locked).
+pub struct DirLock(#[allow(dead_code)] OwnedFd);
 
-impl PodLock {
-    /// Creates `pods/<UID>` if needed (recorded in `created`) and locks it.
-    pub fn acquire(l: &Layout, created: &mut Created) -> Result<PodLock, Failure> {
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-        let pod_dir = l.pod_dir();
-        for _ in 0..100 {
-            created.dir(&l.pods_dir(), 0o750, false)?;
-            created.dir(&pod_dir, 0o750, false)?;
-            let dir = match std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&pod_dir)
-            {
-                Ok(d) => d,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(failed(format!(
-                        "opening {} to lock it: {e}",
-                        pod_dir.display()
-                    )));
-                }
-            };
-            let locked = dir
-                .metadata()
-                .map_err(|e| failed(format!("{}: {e}", pod_dir.display())))?;
-            let fd = OwnedFd::from(dir);
-            while unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(failed(format!("locking {}: {e}", pod_dir.display())));
-                }
+impl DirLock {
+    /// Waits for the lock on the directory at `path`. `Ok(None)`: the directory is gone, or
+    /// was removed (and maybe made again) while we waited, so the lock taken is on a
+    /// directory no longer at the path; the caller decides whether to try again.
+    pub fn lock(path: &Path) -> Result<Option<DirLock>, Failure> {
+        DirLock::take(path, libc::LOCK_EX)
+    }
+
+    /// As [`DirLock::lock`], but `Ok(None)` at once when another holds it, too.
+    pub fn try_lock(path: &Path) -> Result<Option<DirLock>, Failure> {
+        DirLock::take(path, libc::LOCK_EX | libc::LOCK_NB)
+    }
+
+    fn take(path: &Path, how: i32) -> Result<Option<DirLock>, Failure> {
+        let dir = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+        {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(failed(format!(
+                    "opening {} to lock it: {e}",
+                    path.display()
+                )));
             }
-            match std::fs::symlink_metadata(&pod_dir) {
-                Ok(now) if (now.dev(), now.ino()) == (locked.dev(), locked.ino()) => {
-                    return Ok(PodLock(fd));
-                }
-                _ => continue, // removed (and maybe made again) while we waited
+        };
+        let locked = dir
+            .metadata()
+            .map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        let fd = OwnedFd::from(dir);
+        while unsafe { libc::flock(fd.as_raw_fd(), how) } != 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) => return Ok(None),
+                _ => return Err(failed(format!("locking {}: {e}", path.display()))),
             }
         }
-        Err(failed(format!(
-            "{} keeps disappearing; cannot lock it",
-            pod_dir.display()
-        )))
+        match std::fs::symlink_metadata(path) {
+            Ok(now) if (now.dev(), now.ino()) == (locked.dev(), locked.ino()) => {
+                Ok(Some(DirLock(fd)))
+            }
+            _ => Ok(None),
+        }
     }
+}
+
+/// Moves `dir` aside to `aside` (so that a crash mid-delete never leaves a half-deleted
+/// live volume: a `.deleting~` name is only ever finished), then deletes it. What an
+/// interrupted delete left at `aside` goes first.
+pub fn delete_aside(dir: &Path, aside: &Path) -> Result<(), Failure> {
+    remove_tree(aside)?;
+    if std::fs::symlink_metadata(dir).is_ok() {
+        std::fs::rename(dir, aside)
+            .map_err(|e| failed(format!("moving {} aside: {e}", dir.display())))?;
+    }
+    remove_tree(aside)
 }
 
 /// Removes a tree that may be absent. Anything mounted inside it is first detached
@@ -152,23 +163,6 @@ fn detach_mounts_below(path: &Path) -> Result<(), Failure> {
         mounts::unmount(&m).map_err(|e| failed(format!("unmounting {}: {e}", m.display())))?;
     }
     Ok(())
-}
-
-/// Refuses a layout with anything but a real directory on the way (a symlink would lead
-/// reads, deletes and mounts elsewhere).
-pub fn check_layout(l: &Layout) -> Result<(), Failure> {
-    for dir in l.directories() {
-        check_dir_if_present(&dir)?;
-    }
-    Ok(())
-}
-
-/// Refuses a layout directory that is not a real directory .
-fn check_dir_if_present(path: &Path) -> Result<bool, Failure> {
-    match std::fs::symlink_metadata(path) {
-        Ok(_) => check_is_dir(path).map(|()| true),
-        Err(_) => Ok(false),
-    }
 }
 
 /// Unmounts everything stacked at `path` (lazily where busy or dead).

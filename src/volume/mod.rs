@@ -1,22 +1,19 @@
-//! The setup helper: `setup`, `teardown` and `status` of emptyDir volumes laid out where
-//! kubelet lays them out (see `layout.rs`), each FUSE volume served by a detached daemon
-//! and each `HugePages` volume a hugetlbfs mount.
+//! What a volume is and how it runs, shared by both front ends (the setup helper in
+//! [`crate::emptydir`] and the CSI node plugin in [`crate::csi`]): its spec, its daemon,
+//! its mount, its health, and the directories that hold it.
 //!
 //! # Layout
-//! - [`layout`]: the paths of a volume and the checks on its names and kubelet root;
-//! - [`spec`]: a volume's medium, limits and root ownership, and `volume.conf`;
-//! - [`dirs`]: creating (and undoing), locking and deleting the directories;
-//! - [`daemon`]: starting a daemon detached, waiting until it mounts, finding, stopping;
+//! - [`spec`]: a volume's medium, limits and root ownership, and the file keeping them;
+//! - [`lifecycle`]: examine, clear, start, set the root of, and stop one volume;
+//! - [`daemon`]: starting a daemon detached (in a given cgroup), finding, stopping it;
 //! - [`hugepages`]: hugetlbfs page sizes, the pool check, the mount;
 //! - [`probe`]: health and usage from the mount table and `statfs`;
-//! - [`setup`], [`teardown`], [`status`]: the three commands.
+//! - [`dirs`]: creating (and undoing), locking and deleting directories, never through a
+//!   mount.
 
 pub mod daemon;
 pub mod dirs;
 pub mod hugepages;
-pub mod layout;
+pub mod lifecycle;
 pub mod probe;
-pub mod setup;
 pub mod spec;
-pub mod status;
-pub mod teardown;

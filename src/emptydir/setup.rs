@@ -8,22 +8,15 @@
 //! root is new, and write `ready` last. A failure undoes what this run created and stops
 //! what it started; data of an earlier setup is never deleted by a failed one.
 
-use super::daemon;
-use super::dirs::{Created, PodLock, check_layout, unmount_all};
-use super::hugepages;
 use super::layout::{self, Layout};
-use super::probe::{Health, probe};
-use super::spec::{MediumArg, VolumeMedium, VolumeSpec};
+use super::lock::{PodLock, check_layout};
 use crate::error::{Failure, failed, invalid};
-use crate::fuse;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// How long a new daemon may take to mount: a disk volume's daemon first counts the
-/// usage of the data it finds (a restart over many files), so be generous.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a stale daemon gets to exit on SIGTERM before SIGKILL.
-const STALE_GRACE: Duration = Duration::from_secs(5);
+use crate::volume::daemon::Launch;
+use crate::volume::dirs::Created;
+use crate::volume::hugepages;
+use crate::volume::lifecycle::{self, Found, Placement};
+use crate::volume::spec::{MediumArg, VolumeMedium, VolumeSpec};
+use std::path::PathBuf;
 
 /// What `setup` is asked for.
 #[derive(Clone, Debug)]
@@ -107,46 +100,22 @@ fn set_up_locked(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result
             spec.describe()
         )));
     }
-    let want_fstype = match spec.medium {
-        VolumeMedium::HugePages(_) => hugepages::FSTYPE,
-        _ => fuse::FSTYPE,
-    };
-    match probe(&volume_dir) {
-        Health::Serving(fstype, _) if fstype != want_fstype => {
-            return Err(invalid(format!(
-                "{} is already a mount point of {fstype}, not of this volume; refusing to touch it",
-                volume_dir.display()
-            )));
-        }
-        Health::Serving(..) if l.ready_file().exists() => {
+    let placement = placement(l);
+    if lifecycle::examine(&volume_dir, spec.medium)? == Found::Serving {
+        if l.ready_file().exists() {
             return Ok(Outcome::AlreadyServing(volume_dir));
         }
         // Mounted and serving, but an earlier setup stopped before `ready`: finish it.
-        Health::Serving(..) if before.is_some() => {
-            finish(l, spec)?;
+        if before.is_some() {
+            lifecycle::set_root(&volume_dir, spec)?;
+            write_ready(l)?;
             return Ok(Outcome::Started(volume_dir, None));
         }
-        // A daemon that is stopped or slow is alive: never kill it, its data with it.
-        h @ (Health::NotAnswering | Health::Failing(_)) => {
-            return Err(failed(format!(
-                "volume {} is mounted but {}; not touching it (its daemon: {:?})",
-                volume_dir.display(),
-                h.label(),
-                daemon::find(&volume_dir)
-            )));
-        }
-        _ => {}
     }
 
     // Not mounted, or a dead mount: (re)start, clearing what an earlier instance left.
     let _ = std::fs::remove_file(l.ready_file());
-    let stuck = daemon::stop(&volume_dir, STALE_GRACE);
-    if !stuck.is_empty() {
-        return Err(failed(format!(
-            "the old daemon {stuck:?} of this volume would not stop"
-        )));
-    }
-    unmount_all(&volume_dir)?;
+    lifecycle::clear(&volume_dir)?;
 
     for (dir, mode, owns) in [
         (l.pod_dir().join("volumes"), 0o750, false),
@@ -163,8 +132,9 @@ fn set_up_locked(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result
         spec.write(&l.config_file())
             .map_err(|e| failed(format!("writing {}: {e}", l.config_file().display())))?;
     }
-    if let Err(e) = start(l, spec, created).and_then(|()| finish(l, spec)) {
-        stop_what_started(&volume_dir);
+    lifecycle::start(&placement, spec, created)?;
+    if let Err(e) = write_ready(l) {
+        lifecycle::stop(&volume_dir, std::time::Duration::from_secs(1));
         return Err(e);
     }
     let note = before.map(|_| match spec.medium {
@@ -175,79 +145,18 @@ fn set_up_locked(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result
     Ok(Outcome::Started(volume_dir, note))
 }
 
-/// Checks the new mount answers, sets the root's mode and group (on every start, as
-/// kubelet does on every SetUp), and writes `ready`.
-fn finish(l: &Layout, spec: &VolumeSpec) -> Result<(), Failure> {
-    let volume_dir = l.volume_dir();
-    match probe(&volume_dir) {
-        Health::Serving(..) => {}
-        h => return Err(failed(format!("the new mount is {}", h.label()))),
+/// Where `setup` puts a volume's pieces: the daemon stays in the caller's cgroup.
+fn placement(l: &Layout) -> Placement {
+    Placement {
+        mount_point: l.volume_dir(),
+        data_dir: l.data_dir(),
+        log_file: l.log_file(),
+        launch: Launch::default(),
     }
-    set_root(&volume_dir, spec)?;
+}
+
+fn write_ready(l: &Layout) -> Result<(), Failure> {
     std::fs::File::create(l.ready_file())
-        .map_err(|e| failed(format!("writing {}: {e}", l.ready_file().display())))?;
-    Ok(())
-}
-
-/// Mounts the volume: a daemon, or hugetlbfs once the pool has room for the limit.
-fn start(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result<(), Failure> {
-    let volume_dir = l.volume_dir();
-    let mut args: Vec<String> = Vec::new();
-    match spec.medium {
-        VolumeMedium::HugePages(page) => {
-            hugepages::check_pool(page, spec.size_limit)?;
-            return hugepages::mount(&volume_dir, page, spec.size_limit, spec.inode_limit).map_err(
-                |e| {
-                    failed(format!(
-                        "mounting hugetlbfs on {}: {e}",
-                        volume_dir.display()
-                    ))
-                },
-            );
-        }
-        VolumeMedium::Memory => args.extend(["--medium".into(), "memory".into()]),
-        VolumeMedium::Disk => {
-            let data = l.data_dir();
-            created.dir(&data, 0o700, true)?;
-            args.extend([
-                "--medium".into(),
-                "disk".into(),
-                "--backing".into(),
-                data.display().to_string(),
-            ]);
-        }
-    }
-    if let Some(n) = spec.size_limit {
-        args.extend(["--size-limit".into(), n.to_string()]);
-    }
-    if let Some(n) = spec.inode_limit {
-        args.extend(["--inode-limit".into(), n.to_string()]);
-    }
-    daemon::spawn(&args, &volume_dir, &l.log_file())?.wait_ready(START_TIMEOUT, &l.log_file())?;
-    Ok(())
-}
-
-/// The root's mode and group, as kubelet sets them (group first: chown may clear setgid).
-fn set_root(path: &Path, spec: &VolumeSpec) -> Result<(), Failure> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(gid) = spec.fs_group {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| {
-            failed(format!(
-                "setting the group of {} to {gid}: {e}",
-                path.display()
-            ))
-        })?;
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(spec.root_mode())).map_err(|e| {
-        failed(format!(
-            "chmod {:o} {}: {e}",
-            spec.root_mode(),
-            path.display()
-        ))
-    })
-}
-
-fn stop_what_started(volume_dir: &Path) {
-    daemon::stop(volume_dir, Duration::from_secs(1));
-    let _ = unmount_all(volume_dir);
+        .map(drop)
+        .map_err(|e| failed(format!("writing {}: {e}", l.ready_file().display())))
 }

@@ -4,7 +4,7 @@
 //! <root>/pods/<UID>/volumes/kubernetes.io~empty-dir/<NAME>       the volume (a mount point)
 //! <root>/pods/<UID>/plugins/kubernetes.io~empty-dir/<NAME>/      its meta dir:
 //!     ready          written last by setup, removed first by teardown (as kubelet does)
-//!     volume.conf    what setup was asked for (see `config.rs`)
+//!     volume.conf    what setup was asked for (see `volume/spec.rs`)
 //!     daemon.log     the daemon's log
 //!     data/          a disk volume's backing directory
 //! <root>/pods/<UID>/plugins/kubernetes.io~empty-dir/<NAME>.deleting~   a meta dir being deleted

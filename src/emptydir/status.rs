@@ -1,11 +1,11 @@
 //! `emptydirfs status`: every emptyDir volume under a kubelet root, from the mount table,
 //! the meta dirs and one `statfs` each (the daemon's counters), never from a walk.
 
-use super::daemon;
 use super::layout::{self, Layout};
-use super::probe::{Counters, Health, probe};
-use super::spec::{VolumeMedium, VolumeSpec};
 use crate::error::{Failure, invalid};
+use crate::volume::daemon;
+use crate::volume::probe::{Counters, Health, probe};
+use crate::volume::spec::{VolumeMedium, VolumeSpec};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

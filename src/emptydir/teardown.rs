@@ -7,11 +7,13 @@
 //! A teardown interrupted anywhere is finished by the next one. It fails only if
 //! something is left, and says what.
 
-use super::daemon;
-use super::dirs::{Created, PodLock, check_layout, remove_tree, unmount_all};
 use super::layout::{self, Layout};
+use super::lock::{PodLock, check_layout};
 use crate::error::{Failure, failed, invalid};
 use crate::mounts;
+use crate::volume::daemon;
+use crate::volume::dirs::{Created, delete_aside, remove_tree};
+use crate::volume::lifecycle;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -51,33 +53,20 @@ fn tear_down_locked(l: &Layout, grace: Duration) -> Vec<String> {
     let volume_dir = l.volume_dir();
     let deleting = l.deleting_dir();
     let mut errors = Vec::new();
-    let mut note = |r: Result<(), Failure>| {
-        if let Err(e) = r {
-            errors.push(e.to_string());
+    match std::fs::remove_file(l.ready_file()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            errors.push(format!("removing {}: {e}", l.ready_file().display()))
         }
-    };
-    note(match std::fs::remove_file(l.ready_file()) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(failed(format!(
-            "removing {}: {e}",
-            l.ready_file().display()
-        ))),
-        _ => Ok(()),
-    });
-    let stuck = daemon::stop(&volume_dir, grace);
-    if !stuck.is_empty() {
-        note(Err(failed(format!("daemon {stuck:?} would not die"))));
+        _ => {}
     }
-    note(unmount_all(&volume_dir));
+    errors.extend(lifecycle::stop(&volume_dir, grace));
     // Data of the volume first: the meta dir moves aside whole, then goes.
-    note(remove_tree(&deleting)); // what an interrupted teardown left
-    if std::fs::symlink_metadata(l.meta_dir()).is_ok() {
-        note(
-            std::fs::rename(l.meta_dir(), &deleting)
-                .map_err(|e| failed(format!("moving {} aside: {e}", l.meta_dir().display()))),
-        );
+    if let Err(e) = delete_aside(&l.meta_dir(), &deleting) {
+        errors.push(e.to_string());
     }
-    note(remove_tree(&deleting));
-    note(remove_volume_dir(&volume_dir));
+    if let Err(e) = remove_volume_dir(&volume_dir) {
+        errors.push(e.to_string());
+    }
     // The plugin's directories of the pod, once no volume of it is left.
     let _ = std::fs::remove_dir(l.volumes_dir());
     let _ = std::fs::remove_dir(l.plugins_dir());

@@ -1,0 +1,15 @@
+//! The setup helper: `setup`, `teardown` and `status` of emptyDir volumes laid out where
+//! kubelet lays them out (see `layout.rs`). What a volume is and how it runs (its daemon,
+//! its mount, its health) is [`crate::volume`]'s, shared with the CSI plugin; this module
+//! is only the layout and the three commands.
+//!
+//! # Layout
+//! - [`layout`]: the paths of a volume and the checks on its names and kubelet root;
+//! - [`lock`]: the pod lock and the no-symlink check of the layout;
+//! - [`setup`], [`teardown`], [`status`]: the three commands.
+
+pub mod layout;
+pub mod lock;
+pub mod setup;
+pub mod status;
+pub mod teardown;

@@ -1,0 +1,178 @@
+//! The life of one volume, whichever front end laid it out (`setup` in kubelet's emptyDir
+//! layout, or the CSI node service at kubelet's target path): find out what is at its
+//! mount point, clear what a dead instance left, start it, set its root, stop it.
+//!
+//! A front end decides where things go ([`Placement`]) and what to record (`ready`, a
+//! state record); this module decides how a volume runs. It never deletes data: the
+//! front end owns the directories that hold it.
+
+use super::daemon;
+use super::dirs::{Created, unmount_all};
+use super::hugepages;
+use super::probe::{Health, probe};
+use super::spec::{VolumeMedium, VolumeSpec};
+use crate::error::{Failure, failed, invalid};
+use crate::fuse;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a new daemon may take to mount: a disk volume's daemon first counts the
+/// usage of the data it finds (a restart over many files), so be generous.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a stale daemon gets to exit on SIGTERM before SIGKILL.
+const STALE_GRACE: Duration = Duration::from_secs(5);
+
+/// Where one volume's pieces are.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    /// Where it is mounted for the pod (canonical).
+    pub mount_point: PathBuf,
+    /// A disk volume's backing directory (created on start if missing).
+    pub data_dir: PathBuf,
+    /// The daemon's log.
+    pub log_file: PathBuf,
+    /// How the daemon is started: its cgroup, its OOM score.
+    pub launch: daemon::Launch,
+}
+
+/// What is at a volume's mount point.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found {
+    /// Mounted with the medium's filesystem and answering.
+    Serving,
+    /// Not mounted, or a dead mount: it can be (re)started.
+    Down,
+}
+
+/// The filesystem type a volume of `medium` is mounted with.
+pub fn fstype(medium: VolumeMedium) -> &'static str {
+    match medium {
+        VolumeMedium::HugePages(_) => hugepages::FSTYPE,
+        _ => fuse::FSTYPE,
+    }
+}
+
+/// Looks at the mount point. Refused: another filesystem mounted there (never touched),
+/// and a daemon that is alive but does not answer (stopped, stuck: never killed here,
+/// since its data would go with it).
+pub fn examine(mount_point: &Path, medium: VolumeMedium) -> Result<Found, Failure> {
+    let want = fstype(medium);
+    match probe(mount_point) {
+        Health::Serving(fstype, _) if fstype != want => Err(invalid(format!(
+            "{} is already a mount point of {fstype}, not of this volume; refusing to touch it",
+            mount_point.display()
+        ))),
+        Health::Serving(..) => Ok(Found::Serving),
+        h @ (Health::NotAnswering | Health::Failing(_)) => Err(failed(format!(
+            "volume {} is mounted but {}; not touching it (its daemon: {:?})",
+            mount_point.display(),
+            h.label(),
+            daemon::find(mount_point)
+        ))),
+        Health::DeadMount | Health::NotMounted => Ok(Found::Down),
+    }
+}
+
+/// Clears what a dead instance left at the mount point: a daemon still around (stopped
+/// with SIGTERM, then SIGKILL), and every mount stacked there.
+pub fn clear(mount_point: &Path) -> Result<(), Failure> {
+    let stuck = daemon::stop(mount_point, STALE_GRACE);
+    if !stuck.is_empty() {
+        return Err(failed(format!(
+            "the old daemon {stuck:?} of this volume would not stop"
+        )));
+    }
+    unmount_all(mount_point)
+}
+
+/// Mounts the volume at its (existing, empty) mount point: hugetlbfs once the pool has
+/// room for the limit, or a daemon, started detached and waited for until it serves.
+/// A disk volume's data directory is created if missing (recorded in `created`). On
+/// failure nothing started is left running or mounted.
+pub fn start(p: &Placement, spec: &VolumeSpec, created: &mut Created) -> Result<(), Failure> {
+    let r = start_inner(p, spec, created).and_then(|()| set_root(&p.mount_point, spec));
+    if r.is_err() {
+        stop_now(&p.mount_point);
+    }
+    r
+}
+
+fn start_inner(p: &Placement, spec: &VolumeSpec, created: &mut Created) -> Result<(), Failure> {
+    let mut args: Vec<String> = Vec::new();
+    match spec.medium {
+        VolumeMedium::HugePages(page) => {
+            hugepages::check_pool(page, spec.size_limit)?;
+            return hugepages::mount(&p.mount_point, page, spec.size_limit, spec.inode_limit)
+                .map_err(|e| {
+                    failed(format!(
+                        "mounting hugetlbfs on {}: {e}",
+                        p.mount_point.display()
+                    ))
+                });
+        }
+        VolumeMedium::Memory => args.extend(["--medium".into(), "memory".into()]),
+        VolumeMedium::Disk => {
+            created.dir(&p.data_dir, 0o700, true)?;
+            args.extend([
+                "--medium".into(),
+                "disk".into(),
+                "--backing".into(),
+                p.data_dir.display().to_string(),
+            ]);
+        }
+    }
+    if let Some(n) = spec.size_limit {
+        args.extend(["--size-limit".into(), n.to_string()]);
+    }
+    if let Some(n) = spec.inode_limit {
+        args.extend(["--inode-limit".into(), n.to_string()]);
+    }
+    daemon::spawn(&args, &p.mount_point, &p.log_file, &p.launch)?
+        .wait_ready(START_TIMEOUT, &p.log_file)?;
+    match probe(&p.mount_point) {
+        Health::Serving(..) => Ok(()),
+        h => Err(failed(format!("the new mount is {}", h.label()))),
+    }
+}
+
+/// The root's mode and group, as kubelet sets them (group first: chown may clear setgid).
+/// Set on every start, as kubelet does on every SetUp.
+pub fn set_root(path: &Path, spec: &VolumeSpec) -> Result<(), Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(gid) = spec.fs_group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| {
+            failed(format!(
+                "setting the group of {} to {gid}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(spec.root_mode())).map_err(|e| {
+        failed(format!(
+            "chmod {:o} {}: {e}",
+            spec.root_mode(),
+            path.display()
+        ))
+    })
+}
+
+/// Stops the volume: its daemon (SIGTERM; SIGKILL after `grace`), then every mount at the
+/// mount point (lazily if busy or dead). Every step runs even when one before it failed;
+/// returns what went wrong.
+pub fn stop(mount_point: &Path, grace: Duration) -> Vec<String> {
+    let mut errors = Vec::new();
+    let stuck = daemon::stop(mount_point, grace);
+    if !stuck.is_empty() {
+        errors.push(format!("daemon {stuck:?} would not die"));
+    }
+    if let Err(e) = unmount_all(mount_point) {
+        errors.push(e.to_string());
+    }
+    errors
+}
+
+/// Undoes a start that failed half way.
+fn stop_now(mount_point: &Path) {
+    daemon::stop(mount_point, Duration::from_secs(1));
+    let _ = unmount_all(mount_point);
+}
