@@ -1,5 +1,7 @@
 //! Command-line interface: the arguments of each command.
 
+use crate::csi::CsiOptions;
+use crate::csi::policy::{MediumKind, Policy};
 use crate::emptydir::layout::{self, DEFAULT_KUBELET_ROOT};
 use crate::emptydir::setup::SetupRequest;
 use crate::quantity;
@@ -30,6 +32,87 @@ pub enum Command {
     Teardown(TeardownArgs),
     /// List the volumes under the kubelet root, with usage from their daemons' counters.
     Status(StatusArgs),
+    /// Serve the CSI node plugin (Identity and Node services) on a unix socket, giving
+    /// pods emptydirfs volumes as CSI ephemeral inline volumes.
+    Csi(CsiArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CsiArgs {
+    /// Where to serve gRPC, as unix:///path/to/csi.sock.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: String,
+    /// This node's name (NodeGetInfo); usually the Kubernetes node name.
+    #[arg(long, value_name = "NODE")]
+    pub node_id: String,
+    /// The driver's name (GetPluginInfo), as in the CSIDriver object and pods' `csi.driver`.
+    #[arg(long, value_name = "NAME", default_value = "csi.emptydirfs.io", value_parser = crate::csi::check_driver_name)]
+    pub driver_name: String,
+    /// Where volumes are recorded and disk volumes keep their data (a host directory).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/emptydirfs")]
+    pub state_dir: PathBuf,
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
+    pub kubelet_root: PathBuf,
+    /// A medium pods may ask for: disk, Memory, HugePages (repeat it; default: all).
+    #[arg(long = "allow-medium", value_name = "MEDIUM", value_enum)]
+    pub allow_medium: Vec<MediumKind>,
+    /// No volume is larger: a larger sizeLimit is lowered to this.
+    #[arg(long, value_name = "QUANTITY", value_parser = quantity::parse_positive)]
+    pub max_size_limit: Option<u64>,
+    /// The sizeLimit of a volume that gives none (default: none for disk; the pod's memory
+    /// limit, or half of the node's memory, for Memory).
+    #[arg(long, value_name = "QUANTITY", value_parser = quantity::parse_positive)]
+    pub default_size_limit: Option<u64>,
+    /// No volume has more inodes: a larger inodeLimit is lowered to this.
+    #[arg(long, value_name = "N", value_parser = quantity::parse_positive)]
+    pub max_inode_limit: Option<u64>,
+    /// The inodeLimit of a volume that gives none.
+    #[arg(long, value_name = "N", value_parser = quantity::parse_positive)]
+    pub default_inode_limit: Option<u64>,
+    /// Where the host's cgroup filesystems are mounted.
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/cgroup")]
+    pub cgroup_fs: PathBuf,
+    /// Kubelet's --cgroup-root: where pods' cgroups are searched for.
+    #[arg(long, value_name = "CGROUP", default_value = "/")]
+    pub kubelet_cgroup_root: PathBuf,
+    /// The driver's own cgroup, for daemons of pods whose cgroup is not found.
+    #[arg(long, value_name = "CGROUP", default_value = "/emptydirfs")]
+    pub fallback_cgroup: PathBuf,
+    /// Seconds a volume whose pod is gone stays before the plugin deletes it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub orphan_grace: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (such as 0.0.0.0:9810).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_address: Option<std::net::SocketAddr>,
+}
+
+impl CsiArgs {
+    pub fn options(&self) -> CsiOptions {
+        let allowed_media = if self.allow_medium.is_empty() {
+            vec![MediumKind::Disk, MediumKind::Memory, MediumKind::HugePages]
+        } else {
+            self.allow_medium.clone()
+        };
+        CsiOptions {
+            endpoint: self.endpoint.clone(),
+            node_id: self.node_id.clone(),
+            driver_name: self.driver_name.clone(),
+            state_dir: self.state_dir.clone(),
+            kubelet_root: self.kubelet_root.clone(),
+            policy: Policy {
+                allowed_media,
+                max_size_limit: self.max_size_limit,
+                default_size_limit: self.default_size_limit,
+                max_inode_limit: self.max_inode_limit,
+                default_inode_limit: self.default_inode_limit,
+            },
+            cgroup_fs: self.cgroup_fs.clone(),
+            kubelet_cgroup_root: self.kubelet_cgroup_root.clone(),
+            fallback_cgroup: self.fallback_cgroup.clone(),
+            orphan_grace: std::time::Duration::from_secs(self.orphan_grace),
+            metrics_address: self.metrics_address,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]

@@ -14,11 +14,16 @@
 //!   both front ends;
 //! - [`emptydir`]: the setup helper (`setup`, `teardown`, `status`): volumes laid out as
 //!   kubelet lays out emptyDir volumes;
+//! - [`csi`]: the CSI node plugin (`csi`): the same volumes for pods through kubelet's
+//!   CSI ephemeral inline volumes, daemons placed in the pods' cgroups;
+//! - [`cgroup`]: the node's cgroup hierarchies, kubelet's pod cgroups;
 //! - [`mounts`]: the mount table and unmounting;
 //! - [`quantity`]: Kubernetes quantities (`64Mi`, `1e9`);
 //! - [`cli`], [`error`]: arguments, failures and exit codes. `main.rs` only dispatches.
 
+pub mod cgroup;
 pub mod cli;
+pub mod csi;
 pub mod disk;
 pub mod emptydir;
 pub mod error;

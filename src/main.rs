@@ -27,6 +27,7 @@ fn main() {
             Duration::from_secs(args.grace),
         ),
         Command::Status(args) => show_status(args),
+        Command::Csi(args) => emptydirfs::csi::run(&args.options()),
     };
     if let Err(failure) = result {
         eprintln!("emptydirfs: error: {failure}");

@@ -12,7 +12,7 @@ use super::lock::{PodLock, check_layout};
 use crate::error::{Failure, failed, invalid};
 use crate::mounts;
 use crate::volume::daemon;
-use crate::volume::dirs::{Created, delete_aside, remove_tree};
+use crate::volume::dirs::{Created, delete_aside, remove_mount_dir};
 use crate::volume::lifecycle;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,25 +64,13 @@ fn tear_down_locked(l: &Layout, grace: Duration) -> Vec<String> {
     if let Err(e) = delete_aside(&l.meta_dir(), &deleting) {
         errors.push(e.to_string());
     }
-    if let Err(e) = remove_volume_dir(&volume_dir) {
+    if let Err(e) = remove_mount_dir(&volume_dir) {
         errors.push(e.to_string());
     }
     // The plugin's directories of the pod, once no volume of it is left.
     let _ = std::fs::remove_dir(l.volumes_dir());
     let _ = std::fs::remove_dir(l.plugins_dir());
     errors
-}
-
-/// Removes the mount point (and anything written into it while unmounted), never
-/// through a mount.
-fn remove_volume_dir(path: &Path) -> Result<(), Failure> {
-    match std::fs::symlink_metadata(path) {
-        Err(_) => Ok(()),
-        Ok(_) if mounts::mounted_at(path).ok().flatten().is_some() => Ok(()), // reported below
-        Ok(m) if m.is_dir() => remove_tree(path),
-        Ok(_) => std::fs::remove_file(path)
-            .map_err(|e| failed(format!("removing {}: {e}", path.display()))),
-    }
 }
 
 fn what_is_left(l: &Layout) -> Vec<String> {

@@ -124,9 +124,17 @@ pub fn spawn(
             Ok(())
         });
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| failed(format!("starting the daemon: {e}")))?;
+    let child = cmd.spawn().map_err(|e| {
+        let how = if launch == &Launch::default() {
+            String::new()
+        } else {
+            format!(
+                " (in cgroups {:?}, oom_score_adj {:?})",
+                launch.cgroup_procs, launch.oom_score_adj
+            )
+        };
+        failed(format!("starting the daemon{how}: {e}"))
+    })?;
     drop(write_end); // only the daemon holds it now: its exit means end of file
     Ok(Started { child, ready })
 }
@@ -182,7 +190,12 @@ impl Started {
                 Ok(k) => got.extend_from_slice(&buf[..k]),
             }
             if got.starts_with(READY) {
-                return Ok(self.child.id());
+                let pid = self.child.id();
+                CHILDREN
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(self.child);
+                return Ok(pid);
             }
         }
         let status = self.child.wait().map_err(|e| failed(e.to_string()))?;
@@ -191,6 +204,16 @@ impl Started {
             log_tail(log)
         )))
     }
+}
+
+/// Daemons this process started and has not reaped: a long-running starter (the CSI
+/// plugin) must not collect zombies. Reaped by [`reap`].
+static CHILDREN: std::sync::Mutex<Vec<Child>> = std::sync::Mutex::new(Vec::new());
+
+/// Reaps the daemons this process started that have exited.
+pub fn reap() {
+    let mut children = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
+    children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
 }
 
 /// The last lines of a log, for error messages.
@@ -311,6 +334,7 @@ pub fn stop(mountpoint: &Path, grace: Duration) -> Vec<u32> {
     procs.iter().for_each(|p| p.signal(libc::SIGTERM));
     let alive = wait_all(&procs.iter().collect::<Vec<_>>(), grace);
     if alive.is_empty() {
+        reap();
         return Vec::new();
     }
     log::warn!(
@@ -319,10 +343,12 @@ pub fn stop(mountpoint: &Path, grace: Duration) -> Vec<u32> {
         grace.as_secs()
     );
     alive.iter().for_each(|p| p.signal(libc::SIGKILL));
-    wait_all(&alive, Duration::from_secs(5))
+    let left = wait_all(&alive, Duration::from_secs(5))
         .iter()
         .map(|p| p.pid)
-        .collect()
+        .collect();
+    reap();
+    left
 }
 
 /// Waits up to `limit` for the processes to exit; returns those that did not.

@@ -165,6 +165,18 @@ fn detach_mounts_below(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Removes the mount point (and anything written into it while unmounted), never
+/// through a mount.
+pub fn remove_mount_dir(path: &Path) -> Result<(), Failure> {
+    match std::fs::symlink_metadata(path) {
+        Err(_) => Ok(()),
+        Ok(_) if mounts::mounted_at(path).ok().flatten().is_some() => Ok(()), // the caller reports it
+        Ok(m) if m.is_dir() => remove_tree(path),
+        Ok(_) => std::fs::remove_file(path)
+            .map_err(|e| failed(format!("removing {}: {e}", path.display()))),
+    }
+}
+
 /// Unmounts everything stacked at `path` (lazily where busy or dead).
 pub fn unmount_all(path: &Path) -> Result<(), Failure> {
     for _ in 0..16 {

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`spec`]: a volume's medium, limits and root ownership, and the file keeping them;
+//! - [`kv`]: the `key=value` files those are kept in;
 //! - [`lifecycle`]: examine, clear, start, set the root of, and stop one volume;
 //! - [`daemon`]: starting a daemon detached (in a given cgroup), finding, stopping it;
 //! - [`hugepages`]: hugetlbfs page sizes, the pool check, the mount;
@@ -14,6 +15,7 @@
 pub mod daemon;
 pub mod dirs;
 pub mod hugepages;
+pub mod kv;
 pub mod lifecycle;
 pub mod probe;
 pub mod spec;

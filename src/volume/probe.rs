@@ -12,13 +12,16 @@ use std::time::Duration;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Usage as `statfs` reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Size in bytes (`None` when the filesystem reports none, as hugetlbfs without `size=`).
     pub size: Option<u64>,
     pub used_bytes: Option<u64>,
+    /// What an unprivileged writer may still use (`f_bavail`).
+    pub available_bytes: Option<u64>,
     pub inodes: Option<u64>,
     pub inodes_used: Option<u64>,
+    pub inodes_free: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +94,9 @@ fn counters(st: &libc::statvfs) -> Counters {
     Counters {
         size: sized.then(|| bytes(st.f_blocks)),
         used_bytes: sized.then(|| bytes(st.f_blocks - st.f_bfree.min(st.f_blocks))),
+        available_bytes: sized.then(|| bytes(st.f_bavail.min(st.f_blocks))),
         inodes: counted.then_some(st.f_files),
         inodes_used: counted.then(|| st.f_files - st.f_ffree.min(st.f_files)),
+        inodes_free: counted.then(|| st.f_ffree.min(st.f_files)),
     }
 }

@@ -6,6 +6,7 @@
 //! same request is a no-op, a different one is refused (limits cannot change under a
 //! running pod).
 
+use super::kv;
 use crate::quantity;
 use std::fmt;
 use std::io;
@@ -118,76 +119,59 @@ impl VolumeSpec {
         s
     }
 
-    fn to_text(&self) -> String {
+    /// The spec as `key=value` pairs (also the first keys of a CSI volume record).
+    pub fn to_map(&self) -> kv::Map {
         let opt = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
-        format!(
-            "# emptydirfs: what setup was asked for\nmedium={}\nsize-limit={}\ninode-limit={}\nfs-group={}\nsticky={}\n",
-            self.medium.kubernetes_name(),
-            opt(self.size_limit),
-            opt(self.inode_limit),
-            self.fs_group.map(|g| g.to_string()).unwrap_or_default(),
-            self.sticky
-        )
+        let mut m = kv::Map::new();
+        m.insert("medium".into(), self.medium.kubernetes_name());
+        m.insert("size-limit".into(), opt(self.size_limit));
+        m.insert("inode-limit".into(), opt(self.inode_limit));
+        m.insert("fs-group".into(), opt(self.fs_group.map(u64::from)));
+        m.insert("sticky".into(), self.sticky.to_string());
+        m
     }
 
-    fn from_text(text: &str) -> Option<VolumeSpec> {
-        let (mut medium, mut size, mut inodes, mut group, mut sticky) =
-            (None, None, None, None, None);
-        let num = |v: &str| {
+    /// The spec from the keys [`VolumeSpec::to_map`] writes (other keys are ignored);
+    /// `None` if one is missing or malformed.
+    pub fn from_map(m: &kv::Map) -> Option<VolumeSpec> {
+        let num = |key: &str| -> Option<Option<u64>> {
+            let v = m.get(key)?;
             if v.is_empty() {
                 Some(None)
             } else {
                 v.parse().ok().map(Some)
             }
         };
-        for line in text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-        {
-            let (key, value) = line.split_once('=')?;
-            match key {
-                "medium" => medium = Some(VolumeMedium::parse_resolved(value)?),
-                "size-limit" => size = Some(num(value)?),
-                "inode-limit" => inodes = Some(num(value)?),
-                "fs-group" => {
-                    group = Some(if value.is_empty() {
-                        None
-                    } else {
-                        Some(value.parse().ok()?)
-                    })
-                }
-                "sticky" => sticky = Some(value.parse().ok()?),
-                _ => return None,
-            }
-        }
         Some(VolumeSpec {
-            medium: medium?,
-            size_limit: size?,
-            inode_limit: inodes?,
-            fs_group: group?,
-            sticky: sticky?,
+            medium: VolumeMedium::parse_resolved(m.get("medium")?)?,
+            size_limit: num("size-limit")?,
+            inode_limit: num("inode-limit")?,
+            fs_group: match num("fs-group")? {
+                Some(g) => Some(u32::try_from(g).ok()?),
+                None => None,
+            },
+            sticky: m.get("sticky")?.parse().ok()?,
         })
     }
 
     /// Reads `volume.conf`; `Ok(None)` if there is none.
     pub fn read(path: &Path) -> io::Result<Option<VolumeSpec>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => VolumeSpec::from_text(&text).map(Some).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} is malformed", path.display()),
-                )
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        let Some(map) = kv::read(path)? else {
+            return Ok(None);
+        };
+        let known = ["medium", "size-limit", "inode-limit", "fs-group", "sticky"];
+        match VolumeSpec::from_map(&map) {
+            Some(spec) if map.keys().all(|k| known.contains(&k.as_str())) => Ok(Some(spec)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is malformed", path.display()),
+            )),
         }
     }
 
     /// Writes `volume.conf` atomically.
     pub fn write(&self, path: &Path) -> io::Result<()> {
-        let tmp = path.with_extension("conf.new");
-        std::fs::write(&tmp, self.to_text())?;
-        std::fs::rename(&tmp, path)
+        kv::write(path, "emptydirfs: what setup was asked for", &self.to_map())
     }
 }
 
@@ -237,17 +221,23 @@ mod tests {
                 sticky: true,
             },
         ] {
-            assert_eq!(VolumeSpec::from_text(&spec.to_text()), Some(spec.clone()));
+            assert_eq!(VolumeSpec::from_map(&spec.to_map()), Some(spec.clone()));
         }
+        let map = |text: &str| -> kv::Map {
+            text.lines()
+                .map(|l| l.split_once('=').unwrap())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
         assert_eq!(
-            VolumeSpec::from_text("medium=Memory\n"),
+            VolumeSpec::from_map(&map("medium=Memory")),
             None,
             "missing keys"
         );
         assert_eq!(
-            VolumeSpec::from_text(
+            VolumeSpec::from_map(&map(
                 "medium=Memory\nsize-limit=x\ninode-limit=\nfs-group=\nsticky=false"
-            ),
+            )),
             None
         );
     }

@@ -25,6 +25,7 @@ macro_rules! on_every_medium {
 
 mod cli;
 mod conformance;
+mod csi;
 mod disk;
 mod escape;
 mod faults;

@@ -1,0 +1,8 @@
+//! The CSI node plugin, driven over its socket by a real gRPC client as kubelet drives
+//! it (kubelet's paths, `vol_data.json`, `csi-<sha256>` volume ids, retries), each volume
+//! used as a container uses it: through a bind mount, as another uid.
+
+mod client;
+mod fixture;
+mod lifecycle;
+mod rpc;
