@@ -197,6 +197,9 @@ fn bind(socket: &Path) -> Result<std::os::unix::net::UnixListener, Failure> {
     Ok(listener)
 }
 
+/// How long connections get to close after SIGTERM.
+const DRAIN: Duration = Duration::from_secs(5);
+
 /// Serves gRPC until SIGTERM or SIGINT; calls under way are given 30 s to finish.
 fn serve(
     service: grpc::Service,
@@ -215,17 +218,34 @@ fn serve(
         let listener =
             tokio::net::UnixListener::from_std(listener).map_err(|e| failed(e.to_string()))?;
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        let shutdown = async move {
-            let sig = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            log::info!("{sig}: stopping; every volume stays as it is");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder().serve_with_incoming_shutdown(
+            service,
+            incoming,
+            async move {
+                let _ = stopped.await;
+            },
+        );
+        tokio::pin!(server);
+        let sig = tokio::select! {
+            r = &mut server => return r.map_err(|e| failed(format!("serving gRPC: {e}"))),
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
         };
-        tonic::transport::Server::builder()
-            .serve_with_incoming_shutdown(service, incoming, shutdown)
-            .await
-            .map_err(|e| failed(format!("serving gRPC: {e}")))
+        log::info!("{sig}: stopping; every volume stays as it is");
+        let _ = stop.send(());
+        // A graceful HTTP/2 close waits for each client to answer a ping: a client that
+        // does not is not waited for long.
+        match tokio::time::timeout(DRAIN, server).await {
+            Ok(r) => r.map_err(|e| failed(format!("serving gRPC: {e}"))),
+            Err(_) => {
+                log::warn!(
+                    "connections still open {} s after {sig}; exiting",
+                    DRAIN.as_secs()
+                );
+                Ok(())
+            }
+        }
     });
     rt.shutdown_timeout(Duration::from_secs(30));
     result

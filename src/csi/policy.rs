@@ -15,6 +15,7 @@ pub enum MediumKind {
     /// `""`: the node's disk.
     Disk,
     /// `Memory`.
+    #[value(name = "Memory")]
     Memory,
     /// `HugePages` of any size.
     #[value(name = "HugePages")]

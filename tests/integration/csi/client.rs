@@ -153,16 +153,19 @@ impl Client {
     }
 }
 
-/// Kubelet's rule: these codes leave the volume uncertain and the call is repeated.
+/// Kubelet's rule: these codes, and errors of the connection itself, leave the volume
+/// uncertain and the call is repeated.
 pub fn is_final(s: &Status) -> bool {
-    !matches!(
-        s.code(),
-        Code::Cancelled
-            | Code::DeadlineExceeded
-            | Code::Unavailable
-            | Code::ResourceExhausted
-            | Code::Aborted
-    )
+    let transport = std::error::Error::source(s).is_some();
+    !transport
+        && !matches!(
+            s.code(),
+            Code::Cancelled
+                | Code::DeadlineExceeded
+                | Code::Unavailable
+                | Code::ResourceExhausted
+                | Code::Aborted
+        )
 }
 
 /// Asserts a refusal's code and that its message names `names`.

@@ -419,10 +419,15 @@ pub fn publish_request(
     }
 }
 
-/// The attributes of a test medium.
+/// The attributes of a 64 MiB volume of a test medium.
 pub fn medium_attrs(m: Medium) -> Vec<(&'static str, &'static str)> {
+    sized_attrs(m, "64Mi")
+}
+
+/// The attributes of a volume of `size` of a test medium.
+pub fn sized_attrs(m: Medium, size: &'static str) -> Vec<(&'static str, &'static str)> {
     match m {
-        Medium::Memory => vec![("medium", "Memory"), ("sizeLimit", "64Mi")],
-        Medium::Disk => vec![("sizeLimit", "64Mi")],
+        Medium::Memory => vec![("medium", "Memory"), ("sizeLimit", size)],
+        Medium::Disk => vec![("sizeLimit", size)],
     }
 }

@@ -4,5 +4,8 @@
 
 mod client;
 mod fixture;
+mod idempotency;
 mod lifecycle;
+mod refusals;
+mod restart;
 mod rpc;

@@ -1,0 +1,222 @@
+//! The plugin stopped, killed and started again, the daemon killed, the node rebooted:
+//! pods see no error from what is not theirs, and every volume is found again.
+
+use super::client::Client;
+use super::fixture::*;
+use crate::harness::*;
+use crate::kubelet::View;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn sigterm_stops_the_plugin_and_leaves_every_volume_serving(m: Medium) {
+    let mut node = Node::start(&[]);
+    let v = node.volume(&node.pod(), "scratch");
+    node.client
+        .publish(&publish_request(&v, &medium_attrs(m), None))
+        .unwrap();
+    std::fs::write(v.target.join("before"), b"1").unwrap();
+    let daemons = daemons_serving(&v.target);
+    let status = node.kill_plugin(libc::SIGTERM);
+    assert!(status.success(), "{status}: {}", node.log_text());
+    assert!(!node.socket().exists(), "the socket is removed");
+    assert_eq!(daemons_serving(&v.target), daemons, "the daemon stays");
+    std::fs::write(v.target.join("meanwhile"), b"2").unwrap();
+    assert_eq!(std::fs::read(v.target.join("before")).unwrap(), b"1");
+    node.start_plugin();
+    assert!(
+        !node
+            .client
+            .stats(&v.id, &v.target)
+            .unwrap()
+            .volume_condition
+            .unwrap()
+            .abnormal
+    );
+    node.client.unpublish(&v.id, &v.target).unwrap();
+    node.assert_gone(&v);
+}
+
+/// fio with crc32c verification runs as another uid through a bind mount while the
+/// plugin is killed with SIGKILL and started again: fio sees no error, and the new plugin
+/// reports the volume and unpublishes it cleanly.
+fn a_plugin_killed_under_fio_disturbs_no_pod(m: Medium) {
+    let mut node = Node::start(&[]);
+    let v = node.volume(&node.pod(), "scratch");
+    node.client
+        .publish(&publish_request(&v, &sized_attrs(m, "256Mi"), None))
+        .unwrap();
+    let view = View::of(&v.target);
+    let fio = Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "fio"])
+        .args([
+            "--name=verify",
+            "--ioengine=psync",
+            "--rw=randwrite",
+            "--bs=4k",
+            "--size=32m",
+            "--numjobs=2",
+            "--loops=4",
+            "--fsync=64",
+            "--verify=crc32c",
+            "--verify_fatal=1",
+            "--verify_state_save=0",
+        ])
+        .arg(format!("--directory={}", view.path.display()))
+        .current_dir(&view.path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let fio = KillOnDrop(Some(fio));
+    std::thread::sleep(Duration::from_millis(300));
+    let status = node.kill_plugin(libc::SIGKILL);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    node.start_plugin();
+    let out = fio.wait();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "fio failed: {text}");
+    assert!(
+        text.contains("err= 0") && !text.contains("verify failed"),
+        "{text}"
+    );
+    let stats = node.client.stats(&v.id, &v.target).unwrap();
+    assert!(stats.usage[0].used >= 64 << 20, "{stats:?}");
+    drop(view);
+    node.client.unpublish(&v.id, &v.target).unwrap();
+    node.assert_gone(&v);
+}
+
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    fn wait(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Ten publishes under way when the plugin is killed: kubelet's retries against the new
+/// plugin end every one OK, with exactly one daemon and one mount per volume, and the
+/// unpublishes leave nothing.
+fn a_plugin_killed_mid_publish_leaves_nothing_half_done(m: Medium) {
+    let mut node = Node::start(&[]);
+    let vols: Vec<Vol> = (0..10)
+        .map(|_| node.volume(&node.pod(), "scratch"))
+        .collect();
+    let socket = node.socket();
+    std::thread::scope(|s| {
+        let calls: Vec<_> = vols
+            .iter()
+            .map(|v| {
+                let socket = &socket;
+                s.spawn(move || {
+                    Client::new(socket).publish_retrying(
+                        &publish_request(v, &medium_attrs(m), None),
+                        Duration::from_secs(90),
+                    )
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(40));
+        node.kill_plugin(libc::SIGKILL);
+        std::thread::sleep(Duration::from_millis(200));
+        node.start_plugin();
+        for c in calls {
+            c.join().unwrap().unwrap();
+        }
+    });
+    for v in &vols {
+        assert_eq!(daemons_serving(&v.target).len(), 1, "{}", node.log_text());
+        assert_eq!(mounts_below(&v.target), vec![v.target.clone()]);
+    }
+    assert_eq!(node.daemons().len(), vols.len(), "no stray daemon");
+    for v in &vols {
+        node.client.unpublish(&v.id, &v.target).unwrap();
+        node.assert_gone(v);
+    }
+    assert_eq!(node.daemons(), Vec::<u32>::new());
+}
+
+/// A reboot clears the mounts, the daemons and the cgroups; kubelet then publishes the
+/// pod's volumes again with the same ids. A disk volume comes back with its data (as a
+/// disk emptyDir survives a reboot); a Memory volume comes back empty.
+fn after_a_node_reboot_disk_data_comes_back_and_memory_starts_empty(m: Medium) {
+    let mut node = Node::start(&[]);
+    let pod = node.pod();
+    let v = node.volume(&pod, "scratch");
+    let req = publish_request(&v, &medium_attrs(m), None);
+    node.client.publish(&req).unwrap();
+    std::fs::write(v.target.join("kept"), b"survives on disk").unwrap();
+    // The reboot.
+    node.kill_plugin(libc::SIGKILL);
+    for pid in daemons_serving(&v.target) {
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    eventually("the daemon to die", || {
+        daemons_serving(&v.target).is_empty()
+    });
+    lazy_unmount(&v.target);
+    node.cgroups.remove_pod(&pod.uid);
+    // Kubelet starts, makes the pod's cgroup and publishes again.
+    node.start_plugin();
+    node.cgroups.add_pod(&pod.uid, None);
+    node.client.publish(&req).unwrap();
+    match m {
+        Medium::Disk => assert_eq!(
+            std::fs::read(v.target.join("kept")).unwrap(),
+            b"survives on disk"
+        ),
+        Medium::Memory => assert_eq!(std::fs::read_dir(&v.target).unwrap().count(), 0, "empty"),
+    }
+    node.client.unpublish(&v.id, &v.target).unwrap();
+    node.assert_gone(&v);
+}
+
+/// A daemon killed: stats say the volume is abnormal (with the usage last seen), and
+/// unpublish of the dead mount cleans everything.
+fn a_dead_daemon_is_reported_and_unpublished(m: Medium) {
+    let node = Node::start(&[]);
+    let v = node.volume(&node.pod(), "scratch");
+    node.client
+        .publish(&publish_request(&v, &medium_attrs(m), None))
+        .unwrap();
+    std::fs::write(v.target.join("f"), vec![7u8; 1 << 20]).unwrap();
+    let alive = node.client.stats(&v.id, &v.target).unwrap();
+    for pid in daemons_serving(&v.target) {
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    eventually("the daemon to die", || {
+        daemons_serving(&v.target).is_empty()
+    });
+    let dead = node.client.stats(&v.id, &v.target).unwrap();
+    let cond = dead.volume_condition.unwrap();
+    assert!(cond.abnormal, "{cond:?}");
+    assert!(cond.message.contains("ENOTCONN"), "{cond:?}");
+    assert_eq!(dead.usage[0], alive.usage[0], "the usage last seen");
+    node.client.unpublish(&v.id, &v.target).unwrap();
+    node.assert_gone(&v);
+}
+
+on_every_medium!(
+    sigterm_stops_the_plugin_and_leaves_every_volume_serving,
+    a_plugin_killed_under_fio_disturbs_no_pod,
+    a_plugin_killed_mid_publish_leaves_nothing_half_done,
+    after_a_node_reboot_disk_data_comes_back_and_memory_starts_empty,
+    a_dead_daemon_is_reported_and_unpublished,
+);
