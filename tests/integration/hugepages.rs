@@ -224,3 +224,42 @@ fn huge_page_requests_the_kernel_cannot_honour_are_refused() {
         );
     }
 }
+
+/// Through the CSI plugin: hugetlbfs at kubelet's target, sized by `sizeLimit`; a pool
+/// too small is `RESOURCE_EXHAUSTED` (kubelet tries again later) and leaves nothing.
+#[test]
+fn csi_hugepages_volumes_are_hugetlbfs_with_a_hard_size() {
+    use crate::csi::fixture::*;
+    let _pool = Pool::reserve(4);
+    let node = Node::start(&[]);
+    let pod = node.pod();
+    let v = node.volume(&pod, "huge");
+    let attrs = [("medium", "HugePages-2Mi"), ("sizeLimit", "4Mi")];
+    node.client
+        .publish(&publish_request(&v, &attrs, None))
+        .unwrap();
+    let st = statvfs(&v.target);
+    assert_eq!(st.f_blocks * st.f_frsize, 4 << 20, "df shows the limit");
+    map_and_fill(&v.target.join("m"), 2 * PAGE, 7).unwrap();
+    let stats = node.client.stats(&v.id, &v.target).unwrap();
+    assert_eq!(
+        (stats.usage[0].total, stats.usage[0].used),
+        (4 << 20, 4 << 20)
+    );
+    assert!(node.daemons().is_empty(), "the kernel serves it");
+    node.client.unpublish(&v.id, &v.target).unwrap();
+    node.assert_gone(&v);
+
+    let big = node.volume(&pod, "big");
+    let e = node
+        .client
+        .publish(&publish_request(
+            &big,
+            &[("medium", "HugePages-2Mi"), ("sizeLimit", "64Mi")],
+            None,
+        ))
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("32 pages"), "{e:?}");
+    node.assert_gone(&big);
+}

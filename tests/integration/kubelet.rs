@@ -210,3 +210,55 @@ pub fn json_str(obj: &str, key: &str) -> String {
     let rest = &obj[start..];
     rest[..rest.find('"').unwrap()].to_string()
 }
+
+/// The root of the volume at `v` is kubelet's under an fsGroup (02777, group `gid`), and
+/// what another user creates in it, through a bind mount, gets that group.
+pub fn assert_fs_group_applies(v: &Path, gid: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata(v).unwrap();
+    assert_eq!((root.mode() & 0o7777, root.gid()), (0o2777, gid));
+    let view = View::of(v);
+    let out = sh_as(
+        1000,
+        1000,
+        &format!(
+            "cd {} && mkdir d && echo x > d/f && stat -c %g d d/f",
+            view.path.display()
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{gid}\n{gid}\n"),
+        "new files get the fsGroup"
+    );
+    assert_eq!(
+        std::fs::metadata(v.join("d")).unwrap().mode() & 0o2000,
+        0o2000,
+        "subdirectories keep setgid"
+    );
+}
+
+/// The root of the volume at `v` is 01777 if `sticky` (another user cannot delete a
+/// user's file), else 0777 (they can).
+pub fn assert_sticky_root(v: &Path, sticky: bool) {
+    use std::os::unix::fs::MetadataExt;
+    let want = if sticky { 0o1777 } else { 0o777 };
+    assert_eq!(std::fs::metadata(v).unwrap().mode() & 0o7777, want);
+    let view = View::of(v);
+    let p = view.path.display();
+    let out = sh_as(1000, 1000, &format!("echo mine > {p}/f"));
+    assert!(out.status.success());
+    let out = sh_as(1001, 1001, &format!("rm -f {p}/f"));
+    assert_eq!(
+        out.status.success(),
+        !sticky,
+        "sticky {sticky}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(v.join("f").exists(), sticky);
+}

@@ -223,32 +223,7 @@ fn a_killed_daemon_is_replaced_by_setup(m: Medium) {
 fn fs_group_makes_new_files_inherit_the_group(m: Medium) {
     let k = KubeletRoot::new();
     let v = k.setup("shared", &["--medium", k8s_medium(m), "--fs-group", "4242"]);
-    let root = fs::metadata(&v).unwrap();
-    assert_eq!((root.mode() & 0o7777, root.gid()), (0o2777, 4242));
-    let view = View::of(&v);
-    let out = sh_as(
-        1000,
-        1000,
-        &format!(
-            "cd {} && mkdir d && echo x > d/f && stat -c %g d d/f",
-            view.path.display()
-        ),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "4242\n4242\n",
-        "new files get the fsGroup"
-    );
-    assert_eq!(
-        fs::metadata(v.join("d")).unwrap().mode() & 0o2000,
-        0o2000,
-        "subdirectories keep setgid"
-    );
+    assert_fs_group_applies(&v, 4242);
 }
 
 fn sticky_root_keeps_users_from_deleting_each_others_files(m: Medium) {
@@ -256,20 +231,7 @@ fn sticky_root_keeps_users_from_deleting_each_others_files(m: Medium) {
     for (name, sticky) in [("open", false), ("sticky", true)] {
         let flags: &[&str] = if sticky { &["--sticky"] } else { &[] };
         let v = k.setup(name, &[&["--medium", k8s_medium(m)], flags].concat());
-        let want = if sticky { 0o1777 } else { 0o777 };
-        assert_eq!(fs::metadata(&v).unwrap().mode() & 0o7777, want);
-        let view = View::of(&v);
-        let p = view.path.display();
-        let out = sh_as(1000, 1000, &format!("echo mine > {p}/f"));
-        assert!(out.status.success());
-        let out = sh_as(1001, 1001, &format!("rm -f {p}/f"));
-        assert_eq!(
-            out.status.success(),
-            !sticky,
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(v.join("f").exists(), sticky);
+        assert_sticky_root(&v, sticky);
     }
 }
 

@@ -123,6 +123,17 @@ impl TestCgroups {
         }
     }
 
+    /// Removes the pod's cgroup where nothing of `keep` (a child) is: the hierarchies
+    /// the daemon's cgroup holds stay.
+    pub fn remove_pod_keeping(&self, uid: &str, keep: &str) {
+        for h in v1_hierarchies() {
+            let dir = h.join(self.pod_path(uid));
+            if !dir.join(keep).exists() {
+                remove_cgroup_tree(&dir);
+            }
+        }
+    }
+
     pub fn flags(&self) -> Vec<String> {
         vec![
             "--kubelet-cgroup-root".into(),
@@ -153,7 +164,6 @@ pub struct Pod {
 #[derive(Clone, Debug)]
 pub struct Vol {
     pub id: String,
-    pub name: String,
     pub target: PathBuf,
     pub pod: Pod,
 }
@@ -217,10 +227,13 @@ impl Node {
             self.state_dir().display().to_string(),
             "--kubelet-root".into(),
             self.kubelet.path().display().to_string(),
-            "--orphan-grace".into(),
-            "3600".into(),
         ];
-        a.extend(self.cgroups.flags());
+        if !self.extra.iter().any(|f| f == "--orphan-grace") {
+            a.extend(["--orphan-grace".into(), "3600".into()]);
+        }
+        if !self.extra.iter().any(|f| f == "--cgroup-fs") {
+            a.extend(self.cgroups.flags());
+        }
         a.extend(self.extra.iter().cloned());
         a
     }
@@ -307,7 +320,6 @@ impl Node {
         .unwrap();
         Vol {
             id,
-            name: name.into(),
             target: parent.join("mount"),
             pod: pod.clone(),
         }
@@ -349,6 +361,17 @@ impl Node {
         ));
         assert_eq!(left.trim(), "", "the daemon's cgroup is left");
     }
+}
+
+/// What a reboot (or a crash) does to a volume: its daemon killed, its mount gone.
+pub fn crash(v: &Vol) {
+    for pid in daemons_serving(&v.target) {
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    eventually("the daemon to die", || {
+        daemons_serving(&v.target).is_empty()
+    });
+    lazy_unmount(&v.target);
 }
 
 /// Daemons whose mount point is exactly `target`.

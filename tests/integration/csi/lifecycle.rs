@@ -2,7 +2,7 @@
 
 use super::fixture::*;
 use crate::harness::*;
-use crate::kubelet::View;
+use crate::kubelet::{View, assert_fs_group_applies, assert_sticky_root};
 
 fn publish_use_and_unpublish_leave_nothing(m: Medium) {
     let node = Node::start(&[]);
@@ -50,4 +50,30 @@ fn publish_use_and_unpublish_leave_nothing(m: Medium) {
     node.client.unpublish(&v.id, &v.target).unwrap();
 }
 
-on_every_medium!(publish_use_and_unpublish_leave_nothing);
+/// fsGroup arrives as `volume_mount_group`; `sticky` as an attribute.
+fn the_fs_group_and_the_sticky_bit_are_kubelets(m: Medium) {
+    let node = Node::start(&[]);
+    let pod = node.pod();
+    let shared = node.volume(&pod, "shared");
+    node.client
+        .publish(&publish_request(&shared, &medium_attrs(m), Some(4242)))
+        .unwrap();
+    assert_fs_group_applies(&shared.target, 4242);
+    for (name, sticky) in [("open", "false"), ("sticky", "true")] {
+        let v = node.volume(&pod, name);
+        let attrs = [medium_attrs(m), vec![("sticky", sticky)]].concat();
+        node.client
+            .publish(&publish_request(&v, &attrs, None))
+            .unwrap();
+        assert_sticky_root(&v.target, sticky == "true");
+        node.client.unpublish(&v.id, &v.target).unwrap();
+        node.assert_gone(&v);
+    }
+    node.client.unpublish(&shared.id, &shared.target).unwrap();
+    node.assert_gone(&shared);
+}
+
+on_every_medium!(
+    publish_use_and_unpublish_leave_nothing,
+    the_fs_group_and_the_sticky_bit_are_kubelets
+);

@@ -2,10 +2,13 @@
 //! it (kubelet's paths, `vol_data.json`, `csi-<sha256>` volume ids, retries), each volume
 //! used as a container uses it: through a bind mount, as another uid.
 
-mod client;
-mod fixture;
+mod cgroups;
+pub mod client;
+pub mod fixture;
 mod idempotency;
 mod lifecycle;
+mod metrics;
+mod orphans;
 mod refusals;
 mod restart;
 mod rpc;

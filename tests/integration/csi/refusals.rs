@@ -19,17 +19,16 @@ fn assert_nothing_created(node: &Node, v: &Vol) {
     assert_eq!(node.daemons(), Vec::<u32>::new(), "a daemon was started");
 }
 
+/// A change that spoils a good request.
+type Change = Box<dyn Fn(&mut proto::NodePublishVolumeRequest)>;
+
 #[test]
 fn bad_publishes_are_refused_with_the_value_named_and_nothing_created() {
     let node = Node::start(&["--allow-medium", "disk", "--allow-medium", "Memory"]);
     let pod = node.pod();
     let v = node.volume(&pod, "scratch");
     let ok = publish_request(&v, &[("medium", "Memory")], None);
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&mut proto::NodePublishVolumeRequest)>,
-        &str,
-    )> = vec![
+    let cases: Vec<(&str, Change, &str)> = vec![
         (
             "no volume id",
             Box::new(|r| r.volume_id.clear()),

@@ -1,0 +1,77 @@
+//! Volumes kubelet never unpublished, whose pod went away around a reboot: collected
+//! by the plugin after the grace period; volumes of pods that still exist are kept.
+
+use super::fixture::*;
+use std::time::{Duration, Instant};
+
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn record_exists(node: &Node, v: &Vol) -> bool {
+    node.state_dir().join("volumes").join(&v.id).exists()
+}
+
+#[test]
+fn volumes_of_pods_gone_during_a_reboot_are_collected_after_the_grace_period() {
+    let mut node = Node::start(&["--orphan-grace", "2"]);
+    // One pod deleted with its directory, one whose directory kubelet leaked (kubernetes
+    // #127229) but whose cgroup is gone, one that lives on.
+    let (gone, leaked, alive) = (node.pod(), node.pod(), node.pod());
+    let vols: Vec<Vol> = [&gone, &leaked, &alive]
+        .iter()
+        .map(|p| node.volume(p, "data"))
+        .collect();
+    for v in &vols {
+        node.client
+            .publish(&publish_request(v, &[("sizeLimit", "16Mi")], None))
+            .unwrap();
+        std::fs::write(v.target.join("f"), b"x").unwrap();
+    }
+    node.kill_plugin(libc::SIGKILL);
+    vols.iter().for_each(crash);
+    node.cgroups.remove_pod(&gone.uid);
+    std::fs::remove_dir_all(node.kubelet.path().join("pods").join(&gone.uid)).unwrap();
+    node.cgroups.remove_pod(&leaked.uid);
+    node.start_plugin();
+    let started = Instant::now();
+    wait_until("the orphans to go", Duration::from_secs(20), || {
+        !record_exists(&node, &vols[0]) && !record_exists(&node, &vols[1])
+    });
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not before the grace period"
+    );
+    node.assert_gone(&vols[0]);
+    node.assert_gone(&vols[1]);
+    // The live pod's volume stays, and its data comes back when kubelet publishes again.
+    assert!(record_exists(&node, &vols[2]));
+    node.client
+        .publish(&publish_request(&vols[2], &[("sizeLimit", "16Mi")], None))
+        .unwrap();
+    assert_eq!(std::fs::read(vols[2].target.join("f")).unwrap(), b"x");
+    node.client.unpublish(&vols[2].id, &vols[2].target).unwrap();
+    node.assert_gone(&vols[2]);
+}
+
+#[test]
+fn a_serving_volume_is_never_collected() {
+    let node = Node::start(&["--orphan-grace", "1"]);
+    let pod = node.pod();
+    let v = node.volume(&pod, "data");
+    node.client
+        .publish(&publish_request(&v, &[("medium", "Memory")], None))
+        .unwrap();
+    // Even with its pod's cgroup gone, a mounted volume is kubelet's to unpublish.
+    node.cgroups
+        .remove_pod_keeping(&pod.uid, &format!("emptydirfs-{}", v.id));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(record_exists(&node, &v));
+    assert_eq!(daemons_serving(&v.target).len(), 1);
+    node.client.unpublish(&v.id, &v.target).unwrap();
+    node.assert_gone(&v);
+}
