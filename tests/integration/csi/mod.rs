@@ -4,6 +4,7 @@
 
 mod cgroups;
 pub mod client;
+mod deploy;
 pub mod fixture;
 mod idempotency;
 mod lifecycle;

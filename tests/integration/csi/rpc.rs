@@ -35,3 +35,55 @@ fn identity_and_node_information() {
     );
     assert!(node.client.probe().unwrap());
 }
+
+#[test]
+fn the_socket_is_private_and_only_a_socket_is_replaced() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let mut node = Node::start(&[]);
+    let meta = std::fs::symlink_metadata(node.socket()).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // SIGKILL leaves the socket file: the next plugin replaces it.
+    node.kill_plugin(libc::SIGKILL);
+    assert!(node.socket().exists());
+    node.start_plugin();
+    // Anything else at that path is never removed.
+    node.kill_plugin(libc::SIGKILL);
+    std::fs::remove_file(node.socket()).unwrap();
+    std::fs::write(node.socket(), b"not a socket").unwrap();
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(node.args())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "refused input");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"));
+    assert_eq!(std::fs::read(node.socket()).unwrap(), b"not a socket");
+}
+
+#[test]
+fn bad_flags_are_refused_before_anything_is_done() {
+    let node = Node::start(&[]);
+    for (flag, value, names) in [
+        ("--endpoint", "tcp://0.0.0.0:1", "tcp://0.0.0.0:1"),
+        ("--driver-name", "bad_name", "bad_name"),
+        ("--max-size-limit", "12Zi", "12Zi"),
+        ("--allow-medium", "tape", "tape"),
+    ] {
+        let mut args: Vec<String> = node.args();
+        if let Some(i) = args.iter().position(|a| a == flag) {
+            args[i + 1] = value.into();
+        } else {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
+        let out = std::process::Command::new(crate::harness::BIN)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(names),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
