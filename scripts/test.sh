@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need and runs every test: unit tests and the integration tests,
-# which mount real FUSE volumes and so must run as root.
+# Installs what the tests need and runs every test: the deploy/ manifests' validation,
+# unit tests and the integration tests, which mount real FUSE volumes and so must run as
+# root.
 #
 #   scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -10,4 +11,5 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 scripts/install-test-deps.sh
+scripts/validate-manifests.sh
 cargo test --locked "$@"

@@ -87,3 +87,35 @@ fn bad_flags_are_refused_before_anything_is_done() {
         );
     }
 }
+
+/// An old plugin pod still stopping while the new one starts: the new one waits for the
+/// state dir, then serves.
+#[test]
+fn a_second_plugin_on_the_same_state_dir_waits_for_the_first() {
+    let mut node = Node::start(&[]);
+    let dir = crate::harness::TempDir::new("csi-second");
+    let socket = dir.path().join("csi.sock");
+    let mut args = node.args();
+    let i = args.iter().position(|a| a == "--endpoint").unwrap();
+    args[i + 1] = format!("unix://{}", socket.display());
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    let log = dir.path().join("log");
+    let mut second = crate::harness::spawn_daemon(&args, &log, None);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !socket.exists(),
+        "the second plugin does not serve while the first does"
+    );
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("waiting for it to exit")
+    );
+    node.kill_plugin(libc::SIGKILL);
+    let client = super::client::Client::new(&socket);
+    crate::harness::eventually("the second plugin to serve", || {
+        socket.exists() && matches!(client.probe(), Ok(true))
+    });
+    let _ = second.kill();
+    let _ = second.wait();
+}
