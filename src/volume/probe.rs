@@ -28,7 +28,8 @@ pub struct Counters {
 pub enum Health {
     /// Mounted (with this filesystem type) and answering.
     Serving(String, Counters),
-    /// A FUSE mount whose daemon is gone: every access fails with `ENOTCONN`.
+    /// A FUSE mount whose daemon is gone: every access fails with `ENOTCONN` (the
+    /// requests under way when it died with `ECONNABORTED`).
     DeadMount,
     /// Mounted, but `statfs` did not answer in time (a stopped or stuck daemon).
     NotAnswering,
@@ -66,7 +67,8 @@ pub fn probe(path: &Path) -> Health {
     }
     match rx.recv_timeout(ANSWER_TIMEOUT) {
         Ok(Ok(st)) => Health::Serving(fstype, counters(&st)),
-        Ok(Err(e)) if e == libc::ENOTCONN => Health::DeadMount,
+        // ECONNABORTED: the daemon died while the request was on its way.
+        Ok(Err(e)) if e == libc::ENOTCONN || e == libc::ECONNABORTED => Health::DeadMount,
         Ok(Err(e)) => Health::Failing(std::io::Error::from_raw_os_error(e).to_string()),
         Err(_) => Health::NotAnswering,
     }
