@@ -188,12 +188,19 @@ pub struct Node {
 impl Node {
     /// A node whose plugin runs with `extra` flags.
     pub fn start(extra: &[&str]) -> Node {
+        let mut n = Node::new(extra);
+        n.start_plugin();
+        n
+    }
+
+    /// A node whose plugin is not started yet.
+    pub fn new(extra: &[&str]) -> Node {
         let kubelet = KubeletRoot::new();
         let state = TempDir::new("csi-state");
         let sock_dir = TempDir::new("csi-sock");
         let log = sock_dir.path().join("plugin.log");
         let socket = sock_dir.path().join("csi.sock");
-        let mut n = Node {
+        Node {
             kubelet,
             state,
             client: Client::new(&socket),
@@ -202,9 +209,7 @@ impl Node {
             plugin: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             log,
-        };
-        n.start_plugin();
-        n
+        }
     }
 
     pub fn socket(&self) -> PathBuf {

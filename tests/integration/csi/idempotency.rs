@@ -138,7 +138,31 @@ fn twenty_publishes_at_once(m: Medium) {
     assert_eq!(node.daemons(), Vec::<u32>::new());
 }
 
+/// A publish that fails half way (here the state dir runs out of inodes after the
+/// target, the daemon's cgroup and the record were made: no inode is left for a disk
+/// volume's data directory, nor for a daemon's log) leaves none of them: kubelet may
+/// never unpublish it.
+fn a_failed_publish_leaves_nothing(m: Medium) {
+    let mut node = Node::new(&[]);
+    let state = node.state_dir();
+    std::fs::create_dir(&state).unwrap();
+    // Its root, volumes/, the record's directory and volume.conf, and no more.
+    run(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "nr_inodes=4,size=1m", "tmpfs"])
+        .arg(&state));
+    node.start_plugin();
+    let v = node.volume(&node.pod(), "scratch");
+    let e = node
+        .client
+        .publish(&publish_request(&v, &medium_attrs(m), None))
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Internal, "{e:?}");
+    assert!(e.message().contains("No space left"), "{e:?}");
+    node.assert_gone(&v);
+}
+
 on_every_medium!(
+    a_failed_publish_leaves_nothing,
     a_repeated_publish_changes_nothing_and_another_is_refused,
     a_publish_that_timed_out_is_finished_and_repeated_as_a_no_op,
     concurrent_publishes_of_one_volume_end_with_one_daemon,
