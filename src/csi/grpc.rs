@@ -85,6 +85,27 @@ impl Service {
         r.map(Response::new).map_err(status)
     }
 
+    /// A call the node serves: decoded, run on a blocking thread, counted, encoded.
+    async fn node_call<Req, Resp>(
+        &self,
+        req: http::Request<Body>,
+        rpc: &'static str,
+        work: fn(&Node, Req) -> CsiResult<Resp>,
+    ) -> http::Response<Body>
+    where
+        Req: prost::Message + Default + Send + 'static,
+        Resp: prost::Message + Send + 'static,
+    {
+        unary(req, |r: Request<Req>| {
+            let s = self.clone();
+            async move {
+                let r = r.into_inner();
+                s.blocking(rpc, move |node| work(node, r)).await
+            }
+        })
+        .await
+    }
+
     async fn route(self, req: http::Request<Body>) -> http::Response<Body> {
         match req.uri().path() {
             path::GET_PLUGIN_INFO => {
@@ -131,45 +152,33 @@ impl Service {
                 .await
             }
             path::NODE_PUBLISH_VOLUME => {
-                unary(req, |r: Request<NodePublishVolumeRequest>| {
-                    let s = self.clone();
-                    async move {
-                        let r = r.into_inner();
-                        let root = s.node.settings.kubelet_root.clone();
-                        s.blocking("NodePublishVolume", move |node| {
-                            node.publish(&request::check_publish(&root, &r)?)
-                                .map(|()| Empty {})
-                        })
-                        .await
-                    }
-                })
+                self.node_call(
+                    req,
+                    "NodePublishVolume",
+                    |node, r: NodePublishVolumeRequest| {
+                        let p = request::check_publish(&node.settings.kubelet_root, &r)?;
+                        node.publish(&p).map(|()| Empty {})
+                    },
+                )
                 .await
             }
             path::NODE_UNPUBLISH_VOLUME => {
-                unary(req, |r: Request<NodeUnpublishVolumeRequest>| {
-                    let s = self.clone();
-                    async move {
-                        let r = r.into_inner();
-                        s.blocking("NodeUnpublishVolume", move |node| {
-                            node.unpublish(&r.volume_id, &r.target_path)
-                                .map(|()| Empty {})
-                        })
-                        .await
-                    }
-                })
+                self.node_call(
+                    req,
+                    "NodeUnpublishVolume",
+                    |node, r: NodeUnpublishVolumeRequest| {
+                        node.unpublish(&r.volume_id, &r.target_path)
+                            .map(|()| Empty {})
+                    },
+                )
                 .await
             }
             path::NODE_GET_VOLUME_STATS => {
-                unary(req, |r: Request<NodeGetVolumeStatsRequest>| {
-                    let s = self.clone();
-                    async move {
-                        let r = r.into_inner();
-                        s.blocking("NodeGetVolumeStats", move |node| {
-                            node.stats(&r.volume_id, &r.volume_path)
-                        })
-                        .await
-                    }
-                })
+                self.node_call(
+                    req,
+                    "NodeGetVolumeStats",
+                    |node, r: NodeGetVolumeStatsRequest| node.stats(&r.volume_id, &r.volume_path),
+                )
                 .await
             }
             other => {
