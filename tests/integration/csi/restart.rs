@@ -176,6 +176,10 @@ fn after_a_node_reboot_disk_data_comes_back_and_memory_starts_empty(m: Medium) {
     // Kubelet starts, makes the pod's cgroup and publishes again.
     node.start_plugin();
     node.cgroups.add_pod(&pod.uid, None);
+    // Unpublish of a target that is no mount any more: success, and nothing left.
+    assert!(!is_mounted(&other.target) && other.target.is_dir());
+    node.client.unpublish(&other.id, &other.target).unwrap();
+    node.assert_gone(&other);
     node.client.publish(&req).unwrap();
     match m {
         Medium::Disk => assert_eq!(
