@@ -36,6 +36,19 @@ impl<'a> Charge<'a> {
         })
     }
 
+    /// Reserves exactly `blocks` for a new entry or inode, which may also take the
+    /// volume's metadata allowance (a full volume still gets new files), or ENOSPC.
+    pub fn reserve_metadata(usage: &'a Usage, blocks: u64) -> Result<Charge<'a>> {
+        if blocks > 0 && !usage.reserve_metadata_blocks(blocks) {
+            return Err(Errno::ENOSPC);
+        }
+        Ok(Charge {
+            usage,
+            reserved: blocks,
+            grown: 0,
+        })
+    }
+
     /// Reserves `blocks` if they are free, else nothing: for changes that usually take
     /// no space and must not fail on a full volume (a rename), whose growth is then
     /// counted after the fact.

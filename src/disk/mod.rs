@@ -92,6 +92,8 @@ impl DiskFs {
         let tally =
             scan(root.as_fd(), dev).map_err(|e| format!("counting what {shown} holds: {e}"))?;
         let usage = Usage::new(size.unwrap_or(u64::MAX), inodes.unwrap_or(u64::MAX));
+        let allowance = metadata_allowance(usage.block_limit());
+        let usage = usage.with_metadata_allowance(allowance);
         usage.preload(tally.blocks, tally.inodes);
         if usage.blocks_used() > usage.block_limit() || inodes.is_some_and(|n| tally.inodes > n) {
             log::warn!(
@@ -128,6 +130,15 @@ impl DiskFs {
     }
 }
 
+/// Blocks the backing filesystem's metadata may take beyond a volume's size limit, so
+/// that a full volume still gets new entries, as tmpfs does: 1/64 of the limit, at least
+/// 1 MiB, at most 256 MiB.
+pub fn metadata_allowance(block_limit: u64) -> u64 {
+    const MIN: u64 = (1 << 20) / BLOCK_SIZE;
+    const MAX: u64 = (256 << 20) / BLOCK_SIZE;
+    (block_limit / 64).clamp(MIN, MAX)
+}
+
 impl Backend for DiskFs {
     fn medium(&self) -> &'static str {
         "disk"
@@ -148,22 +159,24 @@ impl Backend for DiskFs {
         sys::readlink(self.nodes.fd(&*self.nodes.get(ino)?)?.as_fd())
     }
     fn mknod(&self, who: &Caller, parent: Ino, name: &OsStr, mode: u32, rdev: u32) -> Result<Attr> {
-        let made = self.make(who, parent, name, |dir, n| {
+        let made = self.make(who, parent, name, 0, |dir, n| {
             let mode = namespace::creation_mode(who, dir, mode)?;
             sys::mknodat(dir, n, mode, rdev.into()).map(|()| None)
         });
         Ok(made?.0)
     }
     fn mkdir(&self, who: &Caller, parent: Ino, name: &OsStr, mode: u32) -> Result<Attr> {
-        let made = self.make(who, parent, name, |dir, n| {
+        let made = self.make(who, parent, name, 1, |dir, n| {
             sys::mkdirat(dir, n, mode & 0o7777).map(|()| None)
         });
         Ok(made?.0)
     }
     fn symlink(&self, who: &Caller, parent: Ino, name: &OsStr, target: &OsStr) -> Result<Attr> {
         names::check_symlink_target(target)?;
+        // ext4 keeps a target shorter than 60 bytes in the inode; longer ones take a block.
+        let own = u64::from(target.len() >= 60);
         let target = sys::cstr(target)?;
-        let made = self.make(who, parent, name, |dir, n| {
+        let made = self.make(who, parent, name, own, |dir, n| {
             sys::symlinkat(&target, dir, n).map(|()| None)
         });
         Ok(made?.0)
@@ -199,7 +212,7 @@ impl Backend for DiskFs {
         flags: i32,
     ) -> Result<(Attr, Opened)> {
         let open = libc::O_CREAT | libc::O_EXCL | data::backing_flags(flags);
-        let (attr, fd) = self.make(who, parent, name, |dir, n| {
+        let (attr, fd) = self.make(who, parent, name, 0, |dir, n| {
             let mode = namespace::creation_mode(who, dir, mode)?;
             sys::openat(dir, n, open, mode & 0o7777).map(Some)
         })?;

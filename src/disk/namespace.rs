@@ -72,12 +72,16 @@ impl DiskFs {
     }
 
     /// Creates `name` in `parent` as the caller, with `make`, charging its inode and the
-    /// space it and the parent take.
+    /// space it and the parent take. The worst case reserved is a block of the parent
+    /// (its entries may need one more) plus `own_blocks`, what the new inode takes from
+    /// the start (a directory's first block, a long symlink's target), from the volume's
+    /// metadata allowance once the data limit is reached.
     pub(super) fn make(
         &self,
         who: &Caller,
         parent: Ino,
         name: &OsStr,
+        own_blocks: u64,
         make: impl FnOnce(BorrowedFd<'_>, &CStr) -> Result<Made>,
     ) -> Result<(Attr, Made)> {
         let c = name_of(name)?;
@@ -87,7 +91,7 @@ impl DiskFs {
             return Err(Errno::ENOSPC);
         }
         let mut ps = p.state();
-        let made = Charge::reserve(&self.usage, 1).and_then(|mut charge| {
+        let made = Charge::reserve_metadata(&self.usage, 1 + own_blocks).and_then(|mut charge| {
             let made = {
                 let _as = AsCaller::new(who)?;
                 make(pfd.as_fd(), &c)?
@@ -111,7 +115,7 @@ impl DiskFs {
         let pfd = self.nodes.fd(&p)?;
         let mut ps = p.state();
         let _ns = node.state(); // no unlink of its last link meanwhile
-        let mut charge = Charge::reserve(&self.usage, 1)?;
+        let mut charge = Charge::reserve_metadata(&self.usage, 1)?;
         sys::link_fd(self.nodes.fd(&node)?.as_fd(), pfd.as_fd(), &c)?;
         charge.measured(&mut ps.charged, blocks_of(&sys::fstat(pfd.as_fd())?));
         let fd = sys::open_path(pfd.as_fd(), &c)?;

@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 #[derive(Debug)]
 pub struct Usage {
     block_limit: u64,
+    /// Blocks above `block_limit` that only metadata may take (see
+    /// [`Usage::reserve_metadata_blocks`]).
+    metadata_allowance: u64,
     inode_limit: u64,
     blocks: AtomicU64,
     inodes: AtomicU64,
@@ -24,6 +27,7 @@ impl Usage {
     pub fn new(bytes: u64, inodes: u64) -> Usage {
         Usage {
             block_limit: bytes.div_ceil(BLOCK_SIZE),
+            metadata_allowance: 0,
             inode_limit: inodes,
             blocks: AtomicU64::new(0),
             inodes: AtomicU64::new(0),
@@ -33,6 +37,25 @@ impl Usage {
 
     pub fn block_limit(&self) -> u64 {
         self.block_limit
+    }
+
+    /// Lets metadata take up to `blocks` beyond the limit, so that a full volume can still
+    /// get a new entry (an empty file, a directory, a link) as tmpfs can: data never
+    /// passes the limit, data and metadata together never pass limit + allowance.
+    pub fn with_metadata_allowance(mut self, blocks: u64) -> Usage {
+        self.metadata_allowance = blocks;
+        self
+    }
+
+    pub fn metadata_allowance(&self) -> u64 {
+        self.metadata_allowance
+    }
+
+    /// Takes exactly `want` blocks for metadata (a new directory entry, a new inode's own
+    /// blocks), from the limit and then from the allowance.
+    pub fn reserve_metadata_blocks(&self, want: u64) -> bool {
+        let limit = self.block_limit.saturating_add(self.metadata_allowance);
+        reserve(&self.blocks, limit, want, true) == want
     }
 
     pub fn blocks_used(&self) -> u64 {
@@ -87,10 +110,13 @@ impl Usage {
         self.inodes.fetch_add(inodes, Relaxed);
     }
 
+    /// Size is the limit, or what is used when metadata took some of the allowance above
+    /// it (so that Used is always the true usage, and Avail is 0).
     pub fn statfs(&self) -> StatFs {
-        let free = self.block_limit.saturating_sub(self.blocks_used());
+        let used = self.blocks_used();
+        let free = self.block_limit.saturating_sub(used);
         StatFs {
-            blocks: self.block_limit,
+            blocks: self.block_limit.max(used),
             blocks_free: free,
             blocks_avail: free,
             files: self.inode_limit,
@@ -139,6 +165,20 @@ mod tests {
         assert!(u.reserve_blocks(3));
         assert!(u.reserve_inode() && u.reserve_inode() && !u.reserve_inode());
         assert_eq!(u.statfs().files_free, 0);
+    }
+
+    #[test]
+    fn metadata_may_pass_the_data_limit_by_the_allowance_only() {
+        let u = Usage::new(10 * BLOCK_SIZE, 100).with_metadata_allowance(3);
+        assert!(u.reserve_blocks(10));
+        assert!(!u.reserve_blocks(1), "data stops at the limit");
+        assert!(u.reserve_metadata_blocks(2));
+        assert!(!u.reserve_metadata_blocks(2), "exactly, or nothing");
+        assert!(u.reserve_metadata_blocks(1));
+        assert!(!u.reserve_metadata_blocks(1), "the allowance is used up");
+        u.release_blocks(5);
+        assert_eq!(u.reserve_blocks_upto(5), 2, "data below the limit only");
+        assert_eq!(u.statfs().blocks_free, 0);
     }
 
     #[test]

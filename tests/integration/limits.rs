@@ -242,13 +242,19 @@ fn mixed_writers_at_the_limit_never_pass_it(m: Medium) {
     use std::sync::atomic::{AtomicBool, Ordering};
     const LIMIT: u64 = 4 << 20;
     let v = Volume::start(m, &["--size-limit", "4Mi"]);
+    // Re-creating a file on a full disk volume reserves a block of the metadata
+    // allowance for the moment it runs (see full.rs): data alone never passes LIMIT.
+    let ceiling = match m {
+        Medium::Disk => LIMIT + emptydirfs::disk::metadata_allowance(LIMIT / 4096) * 4096,
+        Medium::Memory => LIMIT,
+    };
     let stop = AtomicBool::new(false);
     let max_du = std::thread::scope(|s| {
         let sampler = s.spawn(|| {
             let (mut max, mut max_used) = (0, 0);
             while !stop.load(Ordering::Relaxed) {
                 let used = v.used();
-                assert!(used <= LIMIT);
+                assert!(used <= ceiling, "usage {used} over {ceiling}");
                 max_used = max_used.max(used);
                 if m == Medium::Disk {
                     // Files come and go while du walks: take what it could count.
@@ -297,8 +303,6 @@ fn mixed_writers_at_the_limit_never_pass_it(m: Medium) {
                             17 => f.set_len(rng.below(4 << 20)),
                             18 => {
                                 // Unlink while open: the space stays held until the close.
-                                // (A full disk volume refuses creates: then keep writing
-                                // to the unlinked file.)
                                 let _ = fs::remove_file(&path);
                                 open().map(|new| {
                                     kept.push(std::mem::replace(&mut f, new));
@@ -325,7 +329,7 @@ fn mixed_writers_at_the_limit_never_pass_it(m: Medium) {
         }
         sampler.join().unwrap()
     });
-    assert!(v.used() <= LIMIT);
+    assert!(v.used() <= ceiling);
     // Release of the closed files reaches the daemon asynchronously.
     std::thread::sleep(std::time::Duration::from_millis(200));
     if m == Medium::Disk {

@@ -29,6 +29,7 @@ mod csi;
 mod disk;
 mod escape;
 mod faults;
+mod full;
 mod hostile;
 mod hugepages;
 mod inprocess;

@@ -1,0 +1,143 @@
+//! A full volume behaves as a full tmpfs: data stops at the limit, but new entries (an
+//! empty file, a directory, a symlink, a hard link, a rename into place) still work, so
+//! a program can take its lock file or move a file into place while it frees space. On
+//! disk the backing filesystem's blocks for those entries come from a metadata allowance
+//! above the limit (`emptydirfs::disk::metadata_allowance`), and never more.
+
+use crate::harness::*;
+use std::fs;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const LIMIT: u64 = 4 << 20;
+
+fn allowance() -> u64 {
+    emptydirfs::disk::metadata_allowance(LIMIT / 4096) * 4096
+}
+
+/// Writes `path` until ENOSPC; returns the bytes written.
+fn fill(path: &std::path::Path) -> u64 {
+    let mut f = open_rw(path);
+    let mut written = 0;
+    loop {
+        match f.write(&[0x5A; 65536]) {
+            Ok(n) => written += n as u64,
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+                return written;
+            }
+        }
+    }
+}
+
+fn a_full_volume_still_takes_new_entries(m: Medium) {
+    let v = Volume::start(m, &["--size-limit", "4Mi"]);
+    fill(&v.path("fill"));
+    assert_eq!(v.statvfs().f_bavail, 0, "df: full");
+    // What a program does to get going again on a full volume.
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(v.path("lock"))
+        .expect("an empty lock file");
+    fs::create_dir(v.path("d")).expect("a directory");
+    fs::create_dir(v.path("d/e")).expect("a directory in it");
+    std::os::unix::fs::symlink("fill", v.path("short")).expect("a symlink");
+    fs::hard_link(v.path("lock"), v.path("d/lock")).expect("a hard link");
+    fs::File::create(v.path("d/new")).expect("a temporary file");
+    fs::rename(v.path("d/new"), v.path("final")).expect("a rename into place");
+    // Data still stops at the limit.
+    assert_eq!(errno(fs::write(v.path("lock"), b"x")), libc::ENOSPC);
+    assert_eq!(errno(fs::write(v.path("d/data"), b"x")), libc::ENOSPC, "no data in a new file either");
+    if m == Medium::Disk {
+        let du = du_bytes(&v.backing);
+        assert!(du <= LIMIT + allowance(), "du {du} within the limit and the allowance");
+    }
+    v.assert_counters_match_backing();
+    // Freeing space lets data in again.
+    fs::remove_file(v.path("fill")).unwrap();
+    fs::write(v.path("lock"), b"x").unwrap();
+    assert_eq!(fs::read(v.path("d/lock")).unwrap(), b"x");
+    v.assert_counters_match_backing();
+}
+
+/// Eight threads at a full 4 MiB volume, half writing data, half making and removing
+/// entries (files, directories with files in them, long and short symlinks, hard links)
+/// until refused: usage, and `du` of a disk volume's backing directory sampled all the
+/// while, never pass the limit plus the allowance; the counters equal `du` afterwards.
+fn creators_and_writers_at_the_limit_stay_within_the_allowance(m: Medium) {
+    let v = Volume::start(m, &["--size-limit", "4Mi"]);
+    let ceiling = LIMIT + if m == Medium::Disk { allowance() } else { 0 };
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut peak = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let used = v.used();
+                assert!(used <= ceiling, "usage {used} over {ceiling}");
+                if m == Medium::Disk {
+                    let du = sh(&format!("du -s --block-size=1 {} 2>/dev/null; true", v.backing.display()));
+                    let du: u64 = du.split_whitespace().next().unwrap().parse().unwrap();
+                    assert!(du <= ceiling, "du {du} over {ceiling}");
+                    peak = peak.max(du);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            eprintln!("du peaked at {peak} for a limit of {LIMIT} and an allowance of {}", allowance());
+        });
+        let workers: Vec<_> = (0..8u64)
+            .map(|w| {
+                let v = &v;
+                s.spawn(move || {
+                    let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
+                    let ok_or_full = |r: std::io::Result<()>| {
+                        if let Err(e) = r {
+                            assert!(
+                                matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::ENOENT | libc::EEXIST)),
+                                "{e}"
+                            );
+                        }
+                    };
+                    let mut n = 0u64;
+                    while std::time::Instant::now() < end {
+                        n += 1;
+                        if w < 4 {
+                            let mut f = open_rw(v.path(&format!("data{w}")));
+                            ok_or_full(f.write_all(&vec![w as u8; 100_000]));
+                            if n % 7 == 0 {
+                                ok_or_full(f.set_len(0));
+                            }
+                            continue;
+                        }
+                        let dir = v.path(&format!("dir{w}-{}", n % 40));
+                        let long = "x".repeat(200);
+                        ok_or_full(fs::create_dir(&dir));
+                        ok_or_full(fs::write(dir.join("f"), b""));
+                        ok_or_full(std::os::unix::fs::symlink(&long, dir.join("long")));
+                        ok_or_full(std::os::unix::fs::symlink("s", dir.join("short")));
+                        ok_or_full(fs::hard_link(dir.join("f"), dir.join("g")));
+                        if n % 3 == 0 {
+                            ok_or_full(fs::remove_dir_all(&dir));
+                        }
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        stop.store(true, Ordering::Relaxed);
+        for r in results {
+            if let Err(panic) = r {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        sampler.join().unwrap();
+    });
+    assert!(v.used() <= ceiling);
+    std::thread::sleep(std::time::Duration::from_millis(200)); // RELEASE is asynchronous
+    v.assert_counters_match_backing();
+}
+
+on_every_medium!(
+    a_full_volume_still_takes_new_entries,
+    creators_and_writers_at_the_limit_stay_within_the_allowance,
+);
