@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, as root on Debian, what the tests drive: fio (data verification), attr
 # (setfattr/getfattr), fuse3 (fusermount3, for people unmounting by hand), util-linux
-# (setpriv), git and PostgreSQL (real programs run on volumes), and the conformance
+# (setpriv), git and PostgreSQL (real programs run on volumes), e2fsprogs (an ext4 the
+# durability tests crash), and the conformance
 # suites pjdfstest and fsx (fsx-rs) at pinned versions in /usr/local/bin; makes sure the
 # users pjdfstest acts as exist. Does nothing when all of it is there already.
 set -euo pipefail
@@ -14,6 +15,7 @@ command -v setfattr >/dev/null || need+=(attr)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v git >/dev/null || need+=(git)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v gcc >/dev/null || need+=(gcc)
 # pjdfstest links libacl (through the exacl crate) when it is built.

@@ -265,6 +265,14 @@ impl Backend for DiskFs {
     fn releasedir(&self, _ino: Ino, fh: Fh) -> Result<()> {
         self.dirs.remove(&fh).map(drop).ok_or(Errno::EBADF)
     }
+    fn fsyncdir(&self, _ino: Ino, fh: Fh, datasync: bool) -> Result<()> {
+        let dir = self
+            .dirs
+            .get(&fh)
+            .map(|d| d.value().clone())
+            .ok_or(Errno::EBADF)?;
+        sys::fsync(dir.fd.as_fd(), datasync)
+    }
     fn statfs(&self) -> StatFs {
         let ours = self.usage.statfs();
         let Ok(b) = sys::statvfs(self.nodes.root_fd()) else {

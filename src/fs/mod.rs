@@ -90,6 +90,9 @@ pub trait Backend: Send + Sync + 'static {
         add: &mut dyn FnMut(&DirEntry<'_>) -> bool,
     ) -> Result<()>;
     fn releasedir(&self, ino: Ino, fh: Fh) -> Result<()>;
+    /// Makes the directory's entries durable (a file created or renamed into it is there
+    /// after a crash once this returns), as `fsync(2)` of a directory does.
+    fn fsyncdir(&self, ino: Ino, fh: Fh, datasync: bool) -> Result<()>;
 
     fn statfs(&self) -> StatFs;
 

@@ -392,12 +392,15 @@ impl<B: Backend> Filesystem for Adapter<B> {
     fn fsyncdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _ds: bool,
+        ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok()
+        empty(
+            reply,
+            self.guard("fsyncdir", |b| b.fsyncdir(ino.0, fh.0, datasync)),
+        )
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

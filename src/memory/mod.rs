@@ -304,6 +304,9 @@ impl Backend for MemoryFs {
     fn releasedir(&self, _ino: Ino, _fh: Fh) -> Result<()> {
         Ok(())
     }
+    fn fsyncdir(&self, _ino: Ino, _fh: Fh, _datasync: bool) -> Result<()> {
+        Ok(()) // nothing outlives the daemon: as tmpfs
+    }
     fn statfs(&self) -> StatFs {
         self.usage.statfs()
     }

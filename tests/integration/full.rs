@@ -48,10 +48,17 @@ fn a_full_volume_still_takes_new_entries(m: Medium) {
     fs::rename(v.path("d/new"), v.path("final")).expect("a rename into place");
     // Data still stops at the limit.
     assert_eq!(errno(fs::write(v.path("lock"), b"x")), libc::ENOSPC);
-    assert_eq!(errno(fs::write(v.path("d/data"), b"x")), libc::ENOSPC, "no data in a new file either");
+    assert_eq!(
+        errno(fs::write(v.path("d/data"), b"x")),
+        libc::ENOSPC,
+        "no data in a new file either"
+    );
     if m == Medium::Disk {
         let du = du_bytes(&v.backing);
-        assert!(du <= LIMIT + allowance(), "du {du} within the limit and the allowance");
+        assert!(
+            du <= LIMIT + allowance(),
+            "du {du} within the limit and the allowance"
+        );
     }
     v.assert_counters_match_backing();
     // Freeing space lets data in again.
@@ -76,14 +83,20 @@ fn creators_and_writers_at_the_limit_stay_within_the_allowance(m: Medium) {
                 let used = v.used();
                 assert!(used <= ceiling, "usage {used} over {ceiling}");
                 if m == Medium::Disk {
-                    let du = sh(&format!("du -s --block-size=1 {} 2>/dev/null; true", v.backing.display()));
+                    let du = sh(&format!(
+                        "du -s --block-size=1 {} 2>/dev/null; true",
+                        v.backing.display()
+                    ));
                     let du: u64 = du.split_whitespace().next().unwrap().parse().unwrap();
                     assert!(du <= ceiling, "du {du} over {ceiling}");
                     peak = peak.max(du);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            eprintln!("du peaked at {peak} for a limit of {LIMIT} and an allowance of {}", allowance());
+            eprintln!(
+                "du peaked at {peak} for a limit of {LIMIT} and an allowance of {}",
+                allowance()
+            );
         });
         let workers: Vec<_> = (0..8u64)
             .map(|w| {
@@ -93,7 +106,10 @@ fn creators_and_writers_at_the_limit_stay_within_the_allowance(m: Medium) {
                     let ok_or_full = |r: std::io::Result<()>| {
                         if let Err(e) = r {
                             assert!(
-                                matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::ENOENT | libc::EEXIST)),
+                                matches!(
+                                    e.raw_os_error(),
+                                    Some(libc::ENOSPC | libc::ENOENT | libc::EEXIST)
+                                ),
                                 "{e}"
                             );
                         }

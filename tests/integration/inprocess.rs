@@ -91,6 +91,9 @@ impl Backend for PanicsOnName {
     fn releasedir(&self, ino: Ino, fh: Fh) -> Result<()> {
         self.0.releasedir(ino, fh)
     }
+    fn fsyncdir(&self, ino: Ino, fh: Fh, ds: bool) -> Result<()> {
+        self.0.fsyncdir(ino, fh, ds)
+    }
     fn statfs(&self) -> StatFs {
         self.0.statfs()
     }

@@ -27,6 +27,7 @@ mod cli;
 mod conformance;
 mod csi;
 mod disk;
+mod durability;
 mod escape;
 mod faults;
 mod full;

@@ -240,7 +240,31 @@ fn inode_numbers_are_distinct_and_stable(m: Medium) {
     assert_eq!(meta(&v.mnt).ino(), 1);
 }
 
+/// The atomic-rename writer's steps, each as tmpfs answers them: `fsync` and `fdatasync`
+/// of a directory (opened read-only, as programs do) succeed, before and after a rename
+/// into it, and the entries are there. (That a disk volume's directory fsync reaches the
+/// node's disk is `durability.rs`.)
+fn fsync_of_a_directory(m: Medium) {
+    let v = Volume::start(m, &[]);
+    fs::create_dir(v.path("d")).unwrap();
+    let mut f = fs::File::create(v.path("d/tmp")).unwrap();
+    std::io::Write::write_all(&mut f, b"data").unwrap();
+    f.sync_all().unwrap();
+    let dir = fs::File::open(v.path("d")).unwrap();
+    dir.sync_all().expect("fsync of a directory");
+    fs::rename(v.path("d/tmp"), v.path("d/final")).unwrap();
+    dir.sync_all().expect("fsync after a rename");
+    dir.sync_data().expect("fdatasync of a directory");
+    fs::File::open(v.mnt.clone())
+        .unwrap()
+        .sync_all()
+        .expect("fsync of the root");
+    assert_eq!(fs::read(v.path("d/final")).unwrap(), b"data");
+    assert!(!v.path("d/tmp").exists());
+}
+
 on_every_medium!(
+    fsync_of_a_directory,
     hard_links_share_an_inode,
     symlinks,
     special_files,
