@@ -260,19 +260,19 @@ impl Cgroups {
 /// no CPUs and no memory nodes, and refuses processes until given some: it gets its
 /// parent's.
 fn make_cgroup_dirs(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        make_cgroup_dirs(parent)?;
-    }
     let with_path =
         |e: io::Error| io::Error::new(e.kind(), format!("creating cgroup {}: {e}", dir.display()));
-    match std::fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(with_path(e)),
+    if !dir.is_dir() {
+        if let Some(parent) = dir.parent() {
+            make_cgroup_dirs(parent)?;
+        }
+        match std::fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(with_path(e)),
+        }
     }
+    // Also for a directory that exists: whoever made it may have been killed before this.
     for file in ["cpuset.cpus", "cpuset.mems"] {
         let own = dir.join(file);
         if std::fs::read_to_string(&own).is_ok_and(|v| v.trim().is_empty()) {

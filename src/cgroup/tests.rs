@@ -73,9 +73,17 @@ fn v2_pods_of_both_drivers_and_every_qos_class_are_found() {
 #[test]
 fn v1_hierarchies_skip_symlinks_and_the_unified_tree() {
     let t = Tree::new("v1");
-    for h in ["memory", "cpu,cpuacct", "pids", "systemd"] {
+    for h in ["memory", "cpu,cpuacct", "pids", "systemd", "cpuset"] {
         t.file(&format!("{h}/cgroup.procs"), "");
     }
+    // cpuset: the root's CPUs, and a daemon cgroup someone made and was killed before
+    // giving it CPUs (a real cgroupfs makes the files on mkdir; here they are written).
+    t.file("cpuset/cpuset.cpus", "0-1\n");
+    t.file("cpuset/cpuset.mems", "0\n");
+    t.file("cpuset/emptydirfs/cpuset.cpus", "0-1\n");
+    t.file("cpuset/emptydirfs/cpuset.mems", "0\n");
+    t.file("cpuset/emptydirfs/emptydirfs-v/cpuset.cpus", "");
+    t.file("cpuset/emptydirfs/emptydirfs-v/cpuset.mems", "");
     t.file("unified/cgroup.procs", "");
     t.file("unified/cgroup.controllers", "");
     std::os::unix::fs::symlink("cpu,cpuacct", t.0.join("cpu")).unwrap();
@@ -94,7 +102,10 @@ fn v1_hierarchies_skip_symlinks_and_the_unified_tree() {
         .iter()
         .map(|h| h.root.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["cpu,cpuacct", "memory", "pids", "systemd"]);
+    assert_eq!(
+        names,
+        ["cpu,cpuacct", "cpuset", "memory", "pids", "systemd"]
+    );
     let found = cg.find_pod(Path::new("/"), UID).unwrap();
     assert_eq!(
         found.present_in,
@@ -122,11 +133,20 @@ fn v1_hierarchies_skip_symlinks_and_the_unified_tree() {
         rel,
         [
             PathBuf::from(format!("cpu,cpuacct/{pod}/emptydirfs-v/cgroup.procs")),
+            PathBuf::from("cpuset/emptydirfs/emptydirfs-v/cgroup.procs"),
             PathBuf::from(format!("memory/{pod}/emptydirfs-v/cgroup.procs")),
             PathBuf::from("pids/emptydirfs/emptydirfs-v/cgroup.procs"),
             PathBuf::from("systemd/emptydirfs/emptydirfs-v/cgroup.procs"),
         ]
     );
+    assert_eq!(
+        std::fs::read_to_string(t.0.join("cpuset/emptydirfs/emptydirfs-v/cpuset.cpus")).unwrap(),
+        "0-1",
+        "an existing cpuset cgroup without CPUs gets its parent's"
+    );
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        std::fs::remove_file(t.0.join("cpuset/emptydirfs/emptydirfs-v").join(f)).unwrap();
+    }
     cg.remove_daemon_cgroup(&found, Path::new("/emptydirfs"), "emptydirfs-v")
         .unwrap();
     assert!(!t.0.join(format!("memory/{pod}/emptydirfs-v")).exists());
