@@ -109,7 +109,7 @@ fn v1_hierarchies_skip_symlinks_and_the_unified_tree() {
     let found = cg.find_pod(Path::new("/"), UID).unwrap();
     assert_eq!(
         found.present_in,
-        vec![0, 1],
+        vec![0, 2],
         "cpu,cpuacct and memory have the pod"
     );
     assert_eq!(cg.memory_limit(&found), None, "v1's unlimited");
