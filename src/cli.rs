@@ -202,6 +202,13 @@ pub struct ServeArgs {
     /// Write `ready` to this inherited fd once mounted, then close it (used by `setup`).
     #[arg(long, value_name = "FD", hide = true)]
     pub ready_fd: Option<i32>,
+    /// Listen here (mode 0600, root only) for hand-offs to a new daemon and for status.
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
+    /// Take the mounted volume over from the daemon behind this control socket (used by
+    /// `upgrade`).
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub take_over: Option<PathBuf>,
     /// An existing, empty directory that is not a mount point.
     pub mountpoint: PathBuf,
 }
@@ -216,6 +223,8 @@ impl ServeArgs {
             inode_limit: self.inode_limit,
             threads: self.threads.map(usize::from),
             ready_fd: self.ready_fd,
+            control_socket: self.control_socket.clone(),
+            take_over: self.take_over.clone(),
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod emptydir;
 pub mod error;
 pub mod fs;
 pub mod fuse;
+pub mod handoff;
 pub mod memory;
 pub mod mounts;
 pub mod quantity;

@@ -26,6 +26,25 @@ pub struct Handle {
 }
 
 impl Handle {
+    pub fn write_state(&self, w: &mut crate::handoff::format::Writer) {
+        w.i32(self.kind);
+        w.bytes(&self.bytes);
+    }
+
+    pub fn read_state(
+        r: &mut crate::handoff::format::Reader<'_>,
+    ) -> std::result::Result<Handle, crate::handoff::format::Refused> {
+        let kind = r.i32()?;
+        let bytes = r.bytes()?;
+        if bytes.len() > MAX_HANDLE_SZ {
+            return Err(format!("a file handle of {} bytes", bytes.len()));
+        }
+        Ok(Handle {
+            kind,
+            bytes: bytes.into(),
+        })
+    }
+
     /// The handle of the inode behind `fd` (an `O_PATH` descriptor will do).
     pub fn of(fd: BorrowedFd<'_>) -> Result<Handle> {
         let mut raw = RawHandle {

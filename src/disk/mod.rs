@@ -28,6 +28,7 @@ mod creds;
 mod data;
 mod direct;
 mod handle;
+mod handoff;
 mod namespace;
 mod nodes;
 mod sys;

@@ -37,6 +37,19 @@ impl FileKind {
             _ => return None,
         })
     }
+
+    /// The `S_IFMT` bits of the kind (the inverse of [`FileKind::from_mode`]).
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            FileKind::Regular => libc::S_IFREG,
+            FileKind::Directory => libc::S_IFDIR,
+            FileKind::Symlink => libc::S_IFLNK,
+            FileKind::Fifo => libc::S_IFIFO,
+            FileKind::Socket => libc::S_IFSOCK,
+            FileKind::CharDevice => libc::S_IFCHR,
+            FileKind::BlockDevice => libc::S_IFBLK,
+        }
+    }
 }
 
 /// What `stat` shows for an inode.

@@ -127,6 +127,70 @@ impl Usage {
     }
 }
 
+/// Everything a [`Usage`] holds, to rebuild it in another process (a hand-off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageSnapshot {
+    pub block_limit: u64,
+    pub metadata_allowance: u64,
+    pub inode_limit: u64,
+    pub blocks: u64,
+    pub inodes: u64,
+    pub released: u64,
+}
+
+impl Usage {
+    /// The counters now (with no allocation running, for a hand-off).
+    pub fn snapshot(&self) -> UsageSnapshot {
+        UsageSnapshot {
+            block_limit: self.block_limit,
+            metadata_allowance: self.metadata_allowance,
+            inode_limit: self.inode_limit,
+            blocks: self.blocks.load(Relaxed),
+            inodes: self.inodes.load(Relaxed),
+            released: self.released.load(Relaxed),
+        }
+    }
+
+    pub fn from_snapshot(s: UsageSnapshot) -> Usage {
+        Usage {
+            block_limit: s.block_limit,
+            metadata_allowance: s.metadata_allowance,
+            inode_limit: s.inode_limit,
+            blocks: AtomicU64::new(s.blocks),
+            inodes: AtomicU64::new(s.inodes),
+            released: AtomicU64::new(s.released),
+        }
+    }
+}
+
+impl UsageSnapshot {
+    pub fn write(&self, w: &mut crate::handoff::format::Writer) {
+        for v in [
+            self.block_limit,
+            self.metadata_allowance,
+            self.inode_limit,
+            self.blocks,
+            self.inodes,
+            self.released,
+        ] {
+            w.u64(v);
+        }
+    }
+
+    pub fn read(
+        r: &mut crate::handoff::format::Reader<'_>,
+    ) -> Result<UsageSnapshot, crate::handoff::format::Refused> {
+        Ok(UsageSnapshot {
+            block_limit: r.u64()?,
+            metadata_allowance: r.u64()?,
+            inode_limit: r.u64()?,
+            blocks: r.u64()?,
+            inodes: r.u64()?,
+            released: r.u64()?,
+        })
+    }
+}
+
 fn reserve(counter: &AtomicU64, limit: u64, want: u64, exact: bool) -> u64 {
     if want == 0 {
         return 0;

@@ -6,9 +6,13 @@
 //! knows fuser, so another FUSE crate could replace it.
 
 mod convert;
+mod gate;
+mod handshake;
 mod options;
 
-pub use options::{FSTYPE, kernel_config, mount};
+pub use gate::Gate;
+pub use handshake::{Connection, InitExchange, Negotiated};
+pub use options::{FSTYPE, Mounted, kernel_config, mount, take_over};
 
 use crate::fs::{Backend, DirEntry, Result, SetAttr};
 use convert::{attr, caller, errno, time};
@@ -34,12 +38,20 @@ thread_local! {
 
 pub struct Adapter<B: Backend> {
     backend: Arc<B>,
+    /// Every request holds a pass of it while it runs (see `gate.rs`).
+    gate: Arc<Gate>,
+    /// A successor's: what its connection negotiated at INIT, asked for again.
+    adopt: Option<Negotiated>,
 }
 
 impl<B: Backend> Adapter<B> {
     /// The backend is shared so that the caller (the daemon, a test) can still reach it.
-    pub fn new(backend: Arc<B>) -> Self {
-        Adapter { backend }
+    pub fn new(backend: Arc<B>, gate: Arc<Gate>, adopt: Option<Negotiated>) -> Self {
+        Adapter {
+            backend,
+            gate,
+            adopt,
+        }
     }
 
     /// Runs one backend call; a panic inside it answers EIO and keeps the mount up.
@@ -93,11 +105,12 @@ fn opened(o: &crate::fs::Opened) -> (FileHandle, FopenFlags) {
 
 impl<B: Backend> Filesystem for Adapter<B> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        kernel_config(config);
+        kernel_config(config, self.adopt.as_ref());
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _pass = self.gate.pass();
         match self.guard("lookup", |b| b.lookup(parent.0, name)) {
             // A node id of 0 tells the kernel to cache the name's absence for TTL (a
             // compiler probing include paths, a shell searching PATH).
@@ -108,6 +121,9 @@ impl<B: Backend> Filesystem for Adapter<B> {
         }
     }
 
+    /// No pass: fuser serves a BATCH_FORGET as one `forget` call per node, and a thread
+    /// must never stop half way through a batch (the rest would be lost in a hand-off).
+    /// A forget has no answer; the thread parks after the next request it reads.
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         let _ = self.guard("forget", |b| {
             b.forget(ino.0, nlookup);
@@ -116,6 +132,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _pass = self.gate.pass();
         let r = self.guard("getattr", |b| b.getattr(ino.0));
         answer!(reply, r, |a| reply.attr(&TTL, &attr(&a)))
     }
@@ -138,6 +155,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _pass = self.gate.pass();
         let set = SetAttr {
             mode,
             uid,
@@ -152,6 +170,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _pass = self.gate.pass();
         let r = self.guard("readlink", |b| b.readlink(ino.0));
         answer!(reply, r, |t| reply.data(&t))
     }
@@ -166,6 +185,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _pass = self.gate.pass();
         entry(
             reply,
             self.guard("mknod", |b| {
@@ -183,6 +203,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        let _pass = self.gate.pass();
         entry(
             reply,
             self.guard("mkdir", |b| b.mkdir(&caller(req), parent.0, name, mode)),
@@ -190,10 +211,12 @@ impl<B: Backend> Filesystem for Adapter<B> {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _pass = self.gate.pass();
         empty(reply, self.guard("unlink", |b| b.unlink(parent.0, name)))
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _pass = self.gate.pass();
         empty(reply, self.guard("rmdir", |b| b.rmdir(parent.0, name)))
     }
 
@@ -205,6 +228,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _pass = self.gate.pass();
         let target = target.as_os_str();
         entry(
             reply,
@@ -224,6 +248,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.gate.pass();
         let r = self.guard("rename", |b| {
             b.rename(parent.0, name, newparent.0, newname, flags.bits())
         });
@@ -238,6 +263,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _pass = self.gate.pass();
         entry(
             reply,
             self.guard("link", |b| b.link(ino.0, newparent.0, newname)),
@@ -245,6 +271,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _pass = self.gate.pass();
         let r = self.guard("open", |b| b.open(ino.0, flags.0));
         answer!(reply, r, |o| {
             let (fh, f) = opened(&o);
@@ -263,6 +290,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _pass = self.gate.pass();
         READ_BUF.with_borrow_mut(|buf| {
             let r = self.guard("read", |b| b.read(ino.0, fh.0, offset, size, buf));
             answer!(reply, r, |()| reply.data(buf))
@@ -281,6 +309,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _pass = self.gate.pass();
         let r = self.guard("write", |b| b.write(ino.0, fh.0, offset, data));
         answer!(reply, r, |n| reply.written(n))
     }
@@ -293,6 +322,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.gate.pass();
         empty(reply, self.guard("flush", |b| b.flush(ino.0, fh.0)))
     }
 
@@ -306,6 +336,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.gate.pass();
         empty(reply, self.guard("release", |b| b.release(ino.0, fh.0)))
     }
 
@@ -317,6 +348,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.gate.pass();
         empty(
             reply,
             self.guard("fsync", |b| b.fsync(ino.0, fh.0, datasync)),
@@ -324,6 +356,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _pass = self.gate.pass();
         let r = self.guard("opendir", |b| b.opendir(ino.0));
         answer!(reply, r, |fh| reply
             .opened(FileHandle(fh), FopenFlags::empty()))
@@ -337,6 +370,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _pass = self.gate.pass();
         let r = self.guard("readdir", |b| {
             let mut add = |e: &DirEntry<'_>| {
                 !reply.add(INodeNo(e.ino), e.next_offset, convert::kind(e.kind), e.name)
@@ -354,6 +388,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _pass = self.gate.pass();
         let r = self.guard("readdirplus", |b| {
             let mut add = |e: &DirEntry<'_>| {
                 let a = e
@@ -383,6 +418,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.gate.pass();
         empty(
             reply,
             self.guard("releasedir", |b| b.releasedir(ino.0, fh.0)),
@@ -397,6 +433,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.gate.pass();
         empty(
             reply,
             self.guard("fsyncdir", |b| b.fsyncdir(ino.0, fh.0, datasync)),
@@ -404,6 +441,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _pass = self.gate.pass();
         let r = self.guard("statfs", |b| Ok(b.statfs()));
         answer!(reply, r, |s| reply.statfs(
             s.blocks,
@@ -427,6 +465,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.gate.pass();
         empty(
             reply,
             self.guard("setxattr", |b| b.setxattr(ino.0, name, value, flags)),
@@ -434,6 +473,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _pass = self.gate.pass();
         xattr_reply(
             reply,
             size,
@@ -442,10 +482,12 @@ impl<B: Backend> Filesystem for Adapter<B> {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _pass = self.gate.pass();
         xattr_reply(reply, size, self.guard("listxattr", |b| b.listxattr(ino.0)))
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _pass = self.gate.pass();
         empty(
             reply,
             self.guard("removexattr", |b| b.removexattr(ino.0, name)),
@@ -453,6 +495,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        let _pass = self.gate.pass();
         reply.ok() // default_permissions: the kernel has checked
     }
 
@@ -466,6 +509,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _pass = self.gate.pass();
         let r = self.guard("create", |b| {
             b.create(&caller(req), parent.0, name, mode, flags)
         });
@@ -485,6 +529,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _pass = self.gate.pass();
         empty(
             reply,
             self.guard("fallocate", |b| {
@@ -502,6 +547,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        let _pass = self.gate.pass();
         let r = self.guard("lseek", |b| b.lseek(ino.0, fh.0, offset, whence));
         answer!(reply, r, |o| reply.offset(o))
     }
@@ -519,6 +565,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        let _pass = self.gate.pass();
         let r = self.guard("copy_file_range", |b| {
             b.copy_file_range(
                 ino_in.0, fh_in.0, offset_in, ino_out.0, fh_out.0, offset_out, len,

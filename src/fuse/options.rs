@@ -3,11 +3,14 @@
 //!
 //! The mount itself is ours, not fuser's: fuser's own mount always uses type `fuse` (so
 //! `mount` could not show `fuse.emptydirfs`), and its unmount fails on busy volumes. We open
-//! `/dev/fuse`, call mount(2) and hand the descriptor to `Session::from_fd`.
+//! `/dev/fuse`, call mount(2), and give fuser the connection through `handshake.rs` (so
+//! that it can be handed to another daemon later).
 
 use super::Adapter;
+use super::gate::Gate;
+use super::handshake::{self, Connection, InitExchange, Negotiated};
 use crate::fs::Backend;
-use fuser::{Config, InitFlags, KernelConfig, Session, SessionACL};
+use fuser::{InitFlags, KernelConfig, Session};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
@@ -19,6 +22,14 @@ pub const FSTYPE: &str = "fuse.emptydirfs";
 /// Largest write request (the kernel caps it at `fs.fuse.max_pages_limit` pages: 1 MiB).
 const MAX_WRITE: u32 = 1 << 20;
 
+/// A mounted (or taken over) volume whose session is ready to run: the session, the
+/// connection it serves (to hand on later) and the gate its requests pass.
+pub struct Mounted<B: Backend> {
+    pub session: Session<Adapter<B>>,
+    pub connection: Connection,
+    pub gate: Arc<Gate>,
+}
+
 /// Mounts `backend` at `mountpoint` and completes the FUSE handshake.
 ///
 /// Options: `allow_other` with the kernel's permission checks (`default_permissions`:
@@ -28,7 +39,7 @@ pub fn mount<B: Backend>(
     backend: Arc<B>,
     mountpoint: &Path,
     threads: usize,
-) -> io::Result<Session<Adapter<B>>> {
+) -> io::Result<Mounted<B>> {
     let dev = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if dev < 0 {
         return Err(io::Error::other(format!(
@@ -36,7 +47,7 @@ pub fn mount<B: Backend>(
             io::Error::last_os_error()
         )));
     }
-    let fd = unsafe { OwnedFd::from_raw_fd(dev) };
+    let device = unsafe { OwnedFd::from_raw_fd(dev) };
     let data = format!(
         "fd={dev},rootmode=40000,user_id={},group_id={},default_permissions,allow_other",
         unsafe { libc::geteuid() },
@@ -44,11 +55,58 @@ pub fn mount<B: Backend>(
     );
     let source = format!("emptydirfs-{}", backend.medium());
     crate::mounts::mount(&source, mountpoint, FSTYPE, &data)?;
-    let mut cfg = Config::default();
-    cfg.n_threads = Some(threads.max(1));
-    cfg.clone_fd = true;
-    Session::from_fd(Adapter::new(backend), fd, SessionACL::All, cfg).inspect_err(|_| {
+    let handshake = || -> io::Result<Mounted<B>> {
+        let request = handshake::read_init(&device)?;
+        let gate = Arc::new(Gate::default());
+        let adapter = Adapter::new(backend, gate.clone(), None);
+        let (session, reply) = handshake::session_on(adapter, &request, threads)?;
+        handshake::send(&device, &reply)?;
+        handshake::attach(&session, &device)?;
+        Ok(Mounted {
+            session,
+            connection: Connection {
+                device,
+                init: InitExchange { request, reply },
+            },
+            gate,
+        })
+    };
+    handshake().inspect_err(|_| {
         let _ = crate::mounts::unmount(mountpoint);
+    })
+}
+
+/// Serves `backend` on a live connection handed over by its previous daemon: fuser's
+/// handshake replays the connection's INIT and adopts what it negotiated, and is refused
+/// unless its reply is the one the kernel got.
+pub fn take_over<B: Backend>(
+    backend: Arc<B>,
+    connection: Connection,
+    threads: usize,
+) -> io::Result<Mounted<B>> {
+    let negotiated = Negotiated::parse(&connection.init.reply).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the connection's INIT reply is malformed",
+        )
+    })?;
+    let gate = Arc::new(Gate::default());
+    let adapter = Adapter::new(backend, gate.clone(), Some(negotiated));
+    let (session, reply) = handshake::session_on(adapter, &connection.init.request, threads)?;
+    if reply != connection.init.reply {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "this daemon would answer the connection's INIT otherwise ({:?}, the connection has {negotiated:?})",
+                Negotiated::parse(&reply)
+            ),
+        ));
+    }
+    handshake::attach(&session, &connection.device)?;
+    Ok(Mounted {
+        session,
+        connection,
+        gate,
     })
 }
 
@@ -57,7 +115,10 @@ pub fn mount<B: Backend>(
 /// Deliberately not asked for: `WRITEBACK_CACHE` (ENOSPC would surface at fsync or close
 /// instead of from the write(2) that crosses the limit), and the flags fuser 0.18 mishandles
 /// (`SETXATTR_EXT`, `HANDLE_KILLPRIV_V2`, `SECURITY_CTX`, `CREATE_SUPP_GROUP`, ...).
-pub fn kernel_config(config: &mut KernelConfig) {
+pub fn kernel_config(config: &mut KernelConfig, adopt: Option<&Negotiated>) {
+    if let Some(n) = adopt {
+        return adopt_negotiated(config, n);
+    }
     let wanted = [
         InitFlags::FUSE_DO_READDIRPLUS,
         InitFlags::FUSE_READDIRPLUS_AUTO,
@@ -74,4 +135,21 @@ pub fn kernel_config(config: &mut KernelConfig) {
     let _ = config.set_max_write(MAX_WRITE);
     let _ = config.set_max_background(64);
     let _ = config.set_congestion_threshold(48);
+}
+
+/// What a successor asks for: exactly what its connection negotiated, whatever this
+/// build would choose on a new mount (the kernel keeps what it agreed to at INIT).
+fn adopt_negotiated(config: &mut KernelConfig, n: &Negotiated) {
+    let flags = InitFlags::from_bits_retain(n.flags) & !InitFlags::FUSE_INIT_EXT;
+    if let Err(missing) = config.add_capabilities(flags & config.capabilities()) {
+        log::warn!("cannot adopt {missing:?}");
+    }
+    let _ = config.set_max_readahead(n.max_readahead);
+    let _ = config.set_max_write(n.max_write);
+    let _ = config.set_max_background(n.max_background);
+    let _ = config.set_congestion_threshold(n.congestion_threshold);
+    let _ = config.set_time_granularity(std::time::Duration::from_nanos(n.time_gran.into()));
+    if n.max_stack_depth > 0 {
+        let _ = config.set_max_stack_depth(n.max_stack_depth);
+    }
 }

@@ -7,8 +7,10 @@
 //! Cookies 1 and 2 are `.` and `..`.
 
 use crate::fs::{FileKind, Ino};
+use crate::handoff::format::{Reader, Refused, Writer};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 /// Offset after which the first real entry is listed (after `.` and `..`).
@@ -89,6 +91,51 @@ impl Dir {
         self.by_cookie
             .range(start..)
             .map(|(&cookie, name)| (cookie, &**name, self.by_name[name]))
+    }
+}
+
+impl Dir {
+    /// The entries with their cookies, for a hand-off (a listing under way resumes at the
+    /// same cookie in the successor).
+    pub fn write_state(&self, w: &mut Writer) {
+        w.u64(self.next_cookie);
+        w.u64(self.by_cookie.len() as u64);
+        for (&cookie, name) in &self.by_cookie {
+            let e = self.by_name[name];
+            w.bytes(name.as_bytes());
+            w.u64(e.ino);
+            w.u32(e.kind.mode_bits());
+            w.u64(cookie);
+        }
+    }
+
+    pub fn read_state(r: &mut Reader<'_>) -> Result<Dir, Refused> {
+        let mut d = Dir {
+            next_cookie: r.u64()?,
+            ..Dir::default()
+        };
+        for _ in 0..r.count(20)? {
+            let name: Arc<OsStr> = Arc::from(OsStr::from_bytes(r.bytes()?));
+            let ino = r.u64()?;
+            let kind = FileKind::from_mode(r.u32()?).ok_or("a directory entry of no kind")?;
+            let cookie = r.u64()?;
+            if cookie < FIRST_COOKIE || cookie >= d.next_cookie {
+                return Err(format!("cookie {cookie} of {name:?} out of range"));
+            }
+            if d.by_cookie.insert(cookie, name.clone()).is_some()
+                || d.by_name
+                    .insert(name.clone(), Entry { ino, kind, cookie })
+                    .is_some()
+            {
+                return Err(format!("{name:?} or its cookie twice in a directory"));
+            }
+        }
+        Ok(d)
+    }
+
+    /// Inode numbers and kinds of the entries.
+    pub fn entries(&self) -> impl Iterator<Item = (&OsStr, Entry)> {
+        self.by_name.iter().map(|(n, e)| (&**n, *e))
     }
 }
 

@@ -13,6 +13,7 @@
 use super::store::{Slot, Store};
 use crate::fs::usage::Usage;
 use crate::fs::{BLOCK_SIZE, Errno, Result};
+use crate::handoff::format::{Reader, Refused, Writer};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default)]
@@ -80,6 +81,47 @@ fn spans(
     match cur {
         Some(span) => each(span),
         None => Ok(()),
+    }
+}
+
+impl FileData {
+    pub fn write_state(&self, w: &mut Writer) {
+        w.u64(self.size);
+        w.u64(self.blocks.len() as u64);
+        for (&idx, slot) in &self.blocks {
+            w.u64(idx);
+            match slot {
+                Some(s) => {
+                    w.u8(1);
+                    w.u64(*s);
+                }
+                None => w.u8(0),
+            }
+        }
+    }
+
+    pub fn read_state(r: &mut Reader<'_>) -> std::result::Result<FileData, Refused> {
+        let mut f = FileData {
+            size: r.u64()?,
+            blocks: BTreeMap::new(),
+        };
+        for _ in 0..r.count(9)? {
+            let idx = r.u64()?;
+            let slot = match r.u8()? {
+                0 => None,
+                1 => Some(r.u64()?),
+                t => return Err(format!("block tag {t}")),
+            };
+            if f.blocks.insert(idx, slot).is_some() {
+                return Err(format!("block {idx} twice in a file"));
+            }
+        }
+        Ok(f)
+    }
+
+    /// The slots holding the file's data.
+    pub fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
+        self.blocks.values().filter_map(|s| *s)
     }
 }
 

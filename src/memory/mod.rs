@@ -15,6 +15,7 @@
 
 mod dir;
 mod file;
+mod handoff;
 mod inode;
 mod io;
 mod namespace;

@@ -26,10 +26,12 @@
 //! file's body lock while they read or write its slots. `slots` is a leaf lock.
 
 use crate::fs::{BLOCK_SIZE, Errno, Result};
+use crate::handoff::FdTable;
+use crate::handoff::format::{Reader, Refused, Writer};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Mutex;
 
@@ -94,6 +96,11 @@ impl Store {
         }
         // A sparse size: holds no memory, but the mapping must not reach past the end.
         file.set_len(len)?;
+        Ok(Store::mapped_file(file, len, FreeSlots::default()))
+    }
+
+    /// The store over `file` (`len` bytes), mapped if it can be.
+    fn mapped_file(file: File, len: u64, slots: FreeSlots) -> Store {
         let prot = libc::PROT_READ | libc::PROT_WRITE;
         let flags = libc::MAP_SHARED | libc::MAP_NORESERVE;
         let addr = unsafe {
@@ -115,12 +122,86 @@ impl Store {
         } else {
             addr as usize
         };
-        Ok(Store {
+        Store {
             file,
             map,
             cap: len / BLOCK_SIZE,
-            slots: Mutex::new(FreeSlots::default()),
-        })
+            slots: Mutex::new(slots),
+        }
+    }
+
+    /// For a hand-off: the data file (its descriptor goes with the state: the data is
+    /// shared, never copied) and the slot allocator.
+    pub fn write_state(&self, w: &mut Writer, fds: &mut Vec<RawFd>) {
+        w.u64(FdTable::push(fds, self.file.as_raw_fd()));
+        w.bool(self.cap != u64::MAX / BLOCK_SIZE); // a sized (mappable) data file
+        w.u64(self.cap);
+        let s = self.lock();
+        w.u64(s.top);
+        w.u64(s.runs.len() as u64);
+        for (&start, &len) in &s.runs {
+            w.u64(start);
+            w.u64(len);
+        }
+    }
+
+    pub fn read_state(
+        r: &mut Reader<'_>,
+        fds: &mut FdTable,
+    ) -> std::result::Result<Store, Refused> {
+        let file = File::from(fds.take(r.u64()?)?);
+        let sized = r.bool()?;
+        let cap = r.u64()?;
+        let mut slots = FreeSlots {
+            top: r.u64()?,
+            ..FreeSlots::default()
+        };
+        for _ in 0..r.count(16)? {
+            let (start, len) = (r.u64()?, r.u64()?);
+            if len == 0 || start.checked_add(len).is_none_or(|e| e > slots.top) {
+                return Err(format!(
+                    "a free run {start}+{len} past the top {}",
+                    slots.top
+                ));
+            }
+            slots.runs.insert(start, len);
+            slots.free_below += len;
+        }
+        if slots.top > cap {
+            return Err(format!("slots up to {} in a store of {cap}", slots.top));
+        }
+        if !sized {
+            return Ok(Store {
+                file,
+                map: 0,
+                cap,
+                slots: Mutex::new(slots),
+            });
+        }
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        if len != cap * BLOCK_SIZE {
+            return Err(format!(
+                "the data file is {len} bytes, its store {}",
+                cap * BLOCK_SIZE
+            ));
+        }
+        Ok(Store::mapped_file(file, len, slots))
+    }
+
+    /// Slots in use: below the top and in no free run.
+    pub fn slots_in_use(&self) -> u64 {
+        let s = self.lock();
+        s.top - s.free_below
+    }
+
+    /// Whether `slot` is free (a hand-off's check of the block maps it receives).
+    pub fn is_free(&self, slot: Slot) -> bool {
+        let s = self.lock();
+        slot >= s.top
+            || s.runs
+                .range(..=slot)
+                .next_back()
+                .is_some_and(|(&start, &len)| slot < start + len)
     }
 
     /// Hands out `n` slots as runs of consecutive slots, appended to `out`. One run when

@@ -6,6 +6,7 @@
 //! used to store data past the volume's limit.
 
 use crate::fs::{Errno, Result};
+use crate::handoff::format::{Reader, Refused, Writer};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
@@ -84,6 +85,30 @@ impl Xattrs {
             out.push(0);
         }
         out
+    }
+}
+
+impl Xattrs {
+    pub fn write_state(&self, w: &mut Writer) {
+        w.u64(self.items.len() as u64);
+        for (n, v) in &self.items {
+            w.bytes(n.as_bytes());
+            w.bytes(v);
+        }
+    }
+
+    pub fn read_state(r: &mut Reader<'_>) -> std::result::Result<Xattrs, Refused> {
+        let mut x = Xattrs::default();
+        for _ in 0..r.count(8)? {
+            let name = OsStr::from_bytes(r.bytes()?).to_owned();
+            check_namespace(&name).map_err(|_| format!("xattr name {name:?}"))?;
+            let value = r.bytes()?.to_vec();
+            x.items.push((name, value));
+        }
+        if x.bytes() > MAX_TOTAL {
+            return Err("an inode's xattrs are over their limit".into());
+        }
+        Ok(x)
     }
 }
 

@@ -6,13 +6,16 @@
 
 mod mountpoint;
 mod signals;
+mod takeover;
 
 use crate::disk::DiskFs;
 use crate::error::{Failure, failed, invalid};
 use crate::fs::Backend;
 use crate::fuse;
+use crate::handoff::{self, Transfer};
 use crate::memory::MemoryFs;
 use crate::mounts::{self, Unmounted};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -43,6 +46,11 @@ pub struct ServeOptions {
     pub threads: Option<usize>,
     /// An inherited fd to write `ready\n` to once mounted (then closed).
     pub ready_fd: Option<i32>,
+    /// Where the daemon listens for hand-offs and status queries (root only).
+    pub control_socket: Option<PathBuf>,
+    /// Take the volume over from the daemon behind this control socket, instead of
+    /// mounting it (`upgrade`).
+    pub take_over: Option<PathBuf>,
 }
 
 fn physical_pages() -> u64 {
@@ -70,11 +78,11 @@ enum Event {
     Ended(std::io::Result<()>),
 }
 
-/// Mounts the volume and serves it; returns when it has been unmounted.
+/// Mounts the volume (or takes it over) and serves it; returns when it has been
+/// unmounted.
 pub fn serve(opts: &ServeOptions) -> Result<(), Failure> {
     // Before any thread starts, so that every thread inherits the blocked mask.
     let signals = signals::block().map_err(|e| failed(format!("blocking signals: {e}")))?;
-    let mountpoint = mountpoint::check(&opts.mountpoint)?;
     if opts.inode_limit == Some(0) {
         return Err(invalid(
             "--inode-limit must be at least 1 (the root directory)",
@@ -83,7 +91,26 @@ pub fn serve(opts: &ServeOptions) -> Result<(), Failure> {
     if let Some(fd) = opts.ready_fd {
         check_ready_fd(fd)?;
     }
+    if let Some(control) = &opts.take_over {
+        return takeover::take_over(opts, control, signals);
+    }
+    let mountpoint = mountpoint::check(&opts.mountpoint)?;
+    let listener = match &opts.control_socket {
+        Some(p) => Some(
+            handoff::wire::listen(p)
+                .map_err(|e| failed(format!("control socket {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
     let threads = opts.threads.unwrap_or_else(default_threads);
+    let start = |limits: String| Daemon {
+        mountpoint: mountpoint.clone(),
+        threads,
+        limits,
+        ready_fd: opts.ready_fd,
+        listener,
+        handoffs: 0,
+    };
     match (opts.medium, &opts.backing) {
         (Medium::Memory, None) => {
             let size = opts.size_limit.unwrap_or_else(default_size_limit);
@@ -93,24 +120,26 @@ pub fn serve(opts: &ServeOptions) -> Result<(), Failure> {
             let fs = Arc::new(fs);
             crate::memory::spawn_reclaimer(&fs)
                 .map_err(|e| failed(format!("starting the reclaimer: {e}")))?;
-            let limits = describe(Some(size), Some(inodes));
-            run(fs, signals, &mountpoint, threads, &limits, opts.ready_fd)
+            let d = start(describe(Some(size), Some(inodes)));
+            let mounted = mount(&fs, &d)?;
+            d.run(fs, mounted, signals, || {})
         }
         (Medium::Disk, Some(backing)) => {
-            let fs = DiskFs::open(backing, opts.size_limit, opts.inode_limit).map_err(invalid)?;
-            let limits = describe(opts.size_limit, opts.inode_limit);
-            run(
-                Arc::new(fs),
-                signals,
-                &mountpoint,
-                threads,
-                &limits,
-                opts.ready_fd,
-            )
+            let fs = Arc::new(
+                DiskFs::open(backing, opts.size_limit, opts.inode_limit).map_err(invalid)?,
+            );
+            let d = start(describe(opts.size_limit, opts.inode_limit));
+            let mounted = mount(&fs, &d)?;
+            d.run(fs, mounted, signals, || {})
         }
         (Medium::Memory, Some(_)) => Err(invalid("--backing is only for --medium disk")),
         (Medium::Disk, None) => Err(invalid("--medium disk needs --backing DIR")),
     }
+}
+
+fn mount<B: Backend>(fs: &Arc<B>, d: &Daemon) -> Result<fuse::Mounted<B>, Failure> {
+    fuse::mount(fs.clone(), &d.mountpoint, d.threads)
+        .map_err(|e| failed(format!("mounting {}: {e}", d.mountpoint.display())))
 }
 
 fn describe(size: Option<u64>, inodes: Option<u64>) -> String {
@@ -119,49 +148,87 @@ fn describe(size: Option<u64>, inodes: Option<u64>) -> String {
     format!("{} bytes, {} inodes", or_backing(size), or_backing(inodes))
 }
 
-fn run<B: Backend>(
-    backend: Arc<B>,
-    signals: signals::Signals,
-    mountpoint: &Path,
+/// A daemon about to serve its volume.
+struct Daemon {
+    mountpoint: PathBuf,
     threads: usize,
-    limits: &str,
+    limits: String,
     ready_fd: Option<i32>,
-) -> Result<(), Failure> {
-    let medium = backend.medium();
-    let session = fuse::mount(backend, mountpoint, threads)
-        .map_err(|e| failed(format!("mounting {}: {e}", mountpoint.display())))?;
-    log::info!(
-        "serving {} ({medium}, {limits}, {threads} threads)",
-        mountpoint.display()
-    );
-    let (tx, rx) = mpsc::channel();
-    let ended = tx.clone();
-    std::thread::Builder::new()
-        .name("session".into())
-        .spawn(move || ended.send(Event::Ended(session.run())))
-        .map_err(|e| failed(format!("starting the session: {e}")))?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || tx.send(Event::Signal(signals.wait())))
-        .map_err(|e| failed(format!("starting the signal thread: {e}")))?;
-    if let Some(fd) = ready_fd {
-        say_ready(fd);
-    }
+    listener: Option<OwnedFd>,
+    /// Hand-offs the volume went through before this daemon.
+    handoffs: u64,
+}
 
-    match rx.recv() {
-        Ok(Event::Signal(sig)) => {
-            log::info!("signal {sig}: unmounting {}", mountpoint.display());
-            shut_down(mountpoint)?;
-            // A clean unmount ends the session at once; a lazy one only when the last
-            // file is closed, so do not wait long: exiting aborts the connection.
-            let _ = rx.recv_timeout(Duration::from_secs(1));
-            Ok(())
+impl Daemon {
+    /// Serves `mounted` until a signal or an unmount; `started` runs once the session
+    /// serves (a successor tells its predecessor there).
+    fn run<B: Transfer>(
+        self,
+        backend: Arc<B>,
+        mounted: fuse::Mounted<B>,
+        signals: signals::Signals,
+        started: impl FnOnce(),
+    ) -> Result<(), Failure> {
+        let mountpoint = self.mountpoint.clone();
+        let fuse::Mounted {
+            session,
+            connection,
+            gate,
+        } = mounted;
+        log::info!(
+            "serving {} ({}, {}, {} threads{})",
+            mountpoint.display(),
+            backend.medium(),
+            self.limits,
+            self.threads,
+            if self.handoffs > 0 {
+                format!(", taken over: hand-off {}", self.handoffs)
+            } else {
+                String::new()
+            }
+        );
+        let (tx, rx) = mpsc::channel();
+        let ended = tx.clone();
+        std::thread::Builder::new()
+            .name("session".into())
+            .spawn(move || ended.send(Event::Ended(session.run())))
+            .map_err(|e| failed(format!("starting the session: {e}")))?;
+        started();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || tx.send(Event::Signal(signals.wait())))
+            .map_err(|e| failed(format!("starting the signal thread: {e}")))?;
+        if let Some(listener) = self.listener {
+            handoff::server::spawn(handoff::server::Daemon {
+                backend,
+                gate,
+                connection,
+                threads: self.threads,
+                mountpoint: mountpoint.clone(),
+                handoffs: self.handoffs,
+                listener,
+            })
+            .map_err(|e| failed(format!("starting the control thread: {e}")))?;
         }
-        Ok(Event::Ended(Ok(()))) | Err(_) => {
-            log::info!("{} was unmounted; exiting", mountpoint.display());
-            Ok(())
+        if let Some(fd) = self.ready_fd {
+            say_ready(fd);
         }
-        Ok(Event::Ended(Err(e))) => Err(failed(format!("session ended: {e}"))),
+
+        match rx.recv() {
+            Ok(Event::Signal(sig)) => {
+                log::info!("signal {sig}: unmounting {}", mountpoint.display());
+                shut_down(&mountpoint)?;
+                // A clean unmount ends the session at once; a lazy one only when the last
+                // file is closed, so do not wait long: exiting aborts the connection.
+                let _ = rx.recv_timeout(Duration::from_secs(1));
+                Ok(())
+            }
+            Ok(Event::Ended(Ok(()))) | Err(_) => {
+                log::info!("{} was unmounted; exiting", mountpoint.display());
+                Ok(())
+            }
+            Ok(Event::Ended(Err(e))) => Err(failed(format!("session ended: {e}"))),
+        }
     }
 }
 

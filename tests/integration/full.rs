@@ -120,7 +120,7 @@ fn creators_and_writers_at_the_limit_stay_within_the_allowance(m: Medium) {
                         if w < 4 {
                             let mut f = open_rw(v.path(&format!("data{w}")));
                             ok_or_full(f.write_all(&vec![w as u8; 100_000]));
-                            if n % 7 == 0 {
+                            if n.is_multiple_of(7) {
                                 ok_or_full(f.set_len(0));
                             }
                             continue;
@@ -132,7 +132,7 @@ fn creators_and_writers_at_the_limit_stay_within_the_allowance(m: Medium) {
                         ok_or_full(std::os::unix::fs::symlink(&long, dir.join("long")));
                         ok_or_full(std::os::unix::fs::symlink("s", dir.join("short")));
                         ok_or_full(fs::hard_link(dir.join("f"), dir.join("g")));
-                        if n % 3 == 0 {
+                        if n.is_multiple_of(3) {
                             ok_or_full(fs::remove_dir_all(&dir));
                         }
                     }

@@ -141,7 +141,7 @@ impl InProcess {
         let tmp = TempDir::new("inproc");
         let mnt = tmp.path().join("mnt");
         fs::create_dir(&mnt).unwrap();
-        let session = emptydirfs::fuse::mount(backend, &mnt, 2).unwrap();
+        let session = emptydirfs::fuse::mount(backend, &mnt, 2).unwrap().session;
         let serving = Some(std::thread::spawn(move || session.run()));
         InProcess {
             mnt,

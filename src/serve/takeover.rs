@@ -1,0 +1,121 @@
+//! `serve --take-over CONTROL`: start by taking a live volume over from the daemon behind
+//! its control socket (see [`crate::handoff`]), instead of mounting it.
+//!
+//! Until the predecessor says GO, any failure here (a state this build cannot read, a
+//! refused INIT, another volume) tells it so, or just ends the connection: it then
+//! serves on and this process exits 1.
+
+use super::{Daemon, Medium, ServeOptions, default_threads, describe, signals};
+use crate::disk::DiskFs;
+use crate::error::{Failure, failed, invalid};
+use crate::fuse::{self, Connection};
+use crate::handoff::client::{self, Offer};
+use crate::handoff::format::Reader;
+use crate::handoff::{Common, Transfer, die_at};
+use crate::memory::MemoryFs;
+use std::path::Path;
+use std::sync::Arc;
+
+pub fn take_over(
+    opts: &ServeOptions,
+    control: &Path,
+    signals: signals::Signals,
+) -> Result<(), Failure> {
+    let mountpoint = opts
+        .mountpoint
+        .canonicalize()
+        .map_err(|e| invalid(format!("mount point {}: {e}", opts.mountpoint.display())))?;
+    let mut offer = client::ask(control)
+        .map_err(|e| failed(format!("hand-off from {}: {e}", control.display())))?;
+    let state = std::mem::take(&mut offer.state);
+    let mut r = match Reader::open(&state) {
+        Ok(r) => r,
+        Err(why) => return Err(refuse(offer, why)),
+    };
+    let common = match Common::read(&mut r) {
+        Ok(c) => c,
+        Err(why) => return Err(refuse(offer, why)),
+    };
+    let want = match opts.medium {
+        Medium::Memory => "memory",
+        Medium::Disk => "disk",
+    };
+    if common.medium != want || Path::new(&common.mountpoint) != mountpoint {
+        let why = format!(
+            "the offered volume is {} at {}, not {want} at {}",
+            common.medium,
+            common.mountpoint,
+            mountpoint.display()
+        );
+        return Err(refuse(offer, why));
+    }
+    let threads = opts.threads.unwrap_or_else(default_threads);
+    match opts.medium {
+        Medium::Memory => {
+            let (fs, offer) = import::<MemoryFs>(&mut r, offer)?;
+            if let Err(e) = crate::memory::spawn_reclaimer(&fs) {
+                return Err(refuse(offer, format!("starting the reclaimer: {e}")));
+            }
+            serve_taken(fs, offer, common, threads, opts, signals)
+        }
+        Medium::Disk => {
+            let (fs, offer) = import::<DiskFs>(&mut r, offer)?;
+            serve_taken(fs, offer, common, threads, opts, signals)
+        }
+    }
+}
+
+/// Tells the predecessor why not (it serves on) and returns the failure.
+fn refuse(offer: Offer, why: String) -> Failure {
+    offer.refuse(&why);
+    failed(format!("refused the hand-off: {why}"))
+}
+
+fn import<B: Transfer>(r: &mut Reader<'_>, mut offer: Offer) -> Result<(Arc<B>, Offer), Failure> {
+    let imported = B::import(r, &mut offer.fds).and_then(|fs| r.done().map(|()| fs));
+    die_at("after-import");
+    match imported {
+        Ok(fs) => Ok((Arc::new(fs), offer)),
+        Err(why) => Err(refuse(offer, why)),
+    }
+}
+
+fn serve_taken<B: Transfer>(
+    fs: Arc<B>,
+    offer: Offer,
+    common: Common,
+    threads: usize,
+    opts: &ServeOptions,
+    signals: signals::Signals,
+) -> Result<(), Failure> {
+    let device = match offer.device.try_clone() {
+        Ok(d) => d,
+        Err(e) => return Err(refuse(offer, format!("the connection's descriptor: {e}"))),
+    };
+    let connection = Connection {
+        device,
+        init: common.init.clone(),
+    };
+    let mounted = match fuse::take_over(fs.clone(), connection, threads) {
+        Ok(m) => m,
+        Err(e) => return Err(refuse(offer, e.to_string())),
+    };
+    offer.ready().map_err(|e| {
+        failed(format!(
+            "the predecessor did not give the volume: {e}; it serves on"
+        ))
+    })?;
+    let listener = match offer.listener.try_clone() {
+        Ok(l) => l,
+        Err(e) => return Err(failed(format!("the control socket: {e}"))),
+    };
+    let d = Daemon {
+        mountpoint: std::path::PathBuf::from(&common.mountpoint),
+        threads,
+        limits: describe(opts.size_limit, opts.inode_limit),
+        ready_fd: opts.ready_fd,
+        listener: Some(listener),
+        handoffs: common.handoffs + 1,
+    };
+    d.run(fs, mounted, signals, move || offer.serving())
+}
