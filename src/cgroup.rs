@@ -256,6 +256,36 @@ impl Cgroups {
     }
 }
 
+/// The `cgroup.procs` files of the cgroups process `pid` is in, one per hierarchy, as
+/// this process sees the cgroup filesystems mounted: a successor of a volume's daemon
+/// joins its predecessor's cgroups there. Hierarchies not mounted here are skipped.
+pub fn procs_files_of(pid: u32) -> io::Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let mounts = crate::mounts::list()?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let wanted: Vec<&str> = controllers.split(',').filter(|c| !c.is_empty()).collect();
+        let found = mounts.iter().find(|m| {
+            let opts: Vec<&str> = m.super_options.split(',').collect();
+            let kind_ok = if wanted.is_empty() {
+                m.fstype == "cgroup2"
+            } else {
+                m.fstype == "cgroup" && wanted.iter().all(|c| opts.contains(c))
+            };
+            kind_ok && Path::new(path).starts_with(&m.root)
+        });
+        if let Some(m) = found {
+            let rel = Path::new(path).strip_prefix(&m.root).unwrap_or(Path::new(""));
+            out.push(m.mount_point.join(rel).join("cgroup.procs"));
+        }
+    }
+    Ok(out)
+}
+
 /// Makes a cgroup directory and its missing parents, top down. A new v1 cpuset cgroup has
 /// no CPUs and no memory nodes, and refuses processes until given some: it gets its
 /// parent's.

@@ -32,6 +32,9 @@ pub enum Command {
     Teardown(TeardownArgs),
     /// List the volumes under the kubelet root, with usage from their daemons' counters.
     Status(StatusArgs),
+    /// Hand a volume from its daemon to a new daemon of this program (an upgrade with no
+    /// error for the pod; a Memory volume keeps its data).
+    Upgrade(UpgradeArgs),
     /// Serve the CSI node plugin (Identity and Node services) on a unix socket, giving
     /// pods emptydirfs volumes as CSI ephemeral inline volumes.
     Csi(CsiArgs),
@@ -166,6 +169,16 @@ pub struct TeardownArgs {
     /// Seconds the daemon gets to exit after SIGTERM before SIGKILL.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub grace: u64,
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
+    pub kubelet_root: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UpgradeArgs {
+    #[arg(long, value_name = "UID", value_parser = layout::check_pod_uid)]
+    pub pod_uid: String,
+    #[arg(long, value_name = "NAME", value_parser = layout::check_volume_name)]
+    pub volume: String,
     #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
     pub kubelet_root: PathBuf,
 }

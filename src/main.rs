@@ -4,6 +4,7 @@ use clap::Parser;
 use emptydirfs::cli::{Cli, Command};
 use emptydirfs::emptydir::{setup, status, teardown};
 use emptydirfs::error::Failure;
+use emptydirfs::volume::lifecycle::Upgraded;
 use std::time::Duration;
 
 fn main() {
@@ -28,6 +29,18 @@ fn main() {
         ),
         Command::Status(args) => show_status(args),
         Command::Csi(args) => emptydirfs::csi::run(&args.options()),
+        Command::Upgrade(args) => {
+            emptydirfs::emptydir::upgrade::upgrade(&args.kubelet_root, &args.pod_uid, &args.volume)
+                .map(|done| match done {
+                    Upgraded::HandedOff(pid) => {
+                        println!("volume {}: served by daemon {pid} now", args.volume)
+                    }
+                    Upgraded::KernelServed => println!(
+                        "volume {}: hugetlbfs, served by the kernel: nothing to hand off",
+                        args.volume
+                    ),
+                })
+        }
     };
     if let Err(failure) = result {
         eprintln!("emptydirfs: error: {failure}");

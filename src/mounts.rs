@@ -9,10 +9,14 @@ use std::path::{Path, PathBuf};
 /// One line of `/proc/self/mountinfo`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The directory of its filesystem that is mounted (`/` for the whole).
+    pub root: PathBuf,
     pub mount_point: PathBuf,
     pub fstype: String,
     pub source: String,
     pub options: String,
+    /// The filesystem's own options (a v1 cgroup hierarchy's controllers are there).
+    pub super_options: String,
 }
 
 /// Undoes the octal escapes (`\040` for a space) of mountinfo fields.
@@ -40,10 +44,12 @@ fn parse_line(line: &str) -> Option<MountEntry> {
     let left: Vec<&str> = left.split(' ').collect();
     let right: Vec<&str> = right.split(' ').collect();
     Some(MountEntry {
+        root: PathBuf::from(unescape(left.get(3)?)),
         mount_point: PathBuf::from(unescape(left.get(4)?)),
         options: left.get(5)?.to_string(),
         fstype: right.first()?.to_string(),
         source: unescape(right.get(1)?),
+        super_options: right.get(2).unwrap_or(&"").to_string(),
     })
 }
 
@@ -130,5 +136,6 @@ mod tests {
             ("fuse.emptydirfs", "emptydirfs-memory")
         );
         assert_eq!(m.options, "rw,nosuid,nodev");
+        assert_eq!((m.root.as_path(), m.super_options.as_str()), (Path::new("/"), "rw,user_id=0"));
     }
 }

@@ -8,6 +8,7 @@
 //!                   the target, the pod, the daemon's cgroup
 //!     published     written last by publish, removed first by unpublish
 //!     daemon.log    the daemon's log
+//!     control.sock  the daemon's control socket (hand-offs, status; root only)
 //!     data/         a disk volume's data, kept across node reboots
 //! <state dir>/volumes/<volume id>.deleting~   a record being deleted
 //! ```
@@ -164,6 +165,7 @@ impl StateDir {
             mount_point: r.target.clone(),
             data_dir: self.dir(&r.volume_id).join("data"),
             log_file: self.dir(&r.volume_id).join("daemon.log"),
+            control_socket: self.dir(&r.volume_id).join("control.sock"),
             launch,
         }
     }

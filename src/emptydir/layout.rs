@@ -6,6 +6,7 @@
 //!     ready          written last by setup, removed first by teardown (as kubelet does)
 //!     volume.conf    what setup was asked for (see `volume/spec.rs`)
 //!     daemon.log     the daemon's log
+//!     control.sock   the daemon's control socket (hand-offs, status; root only)
 //!     data/          a disk volume's backing directory
 //! <root>/pods/<UID>/plugins/kubernetes.io~empty-dir/<NAME>.deleting~   a meta dir being deleted
 //! ```
@@ -139,6 +140,10 @@ impl Layout {
     }
     pub fn log_file(&self) -> PathBuf {
         self.meta_dir().join("daemon.log")
+    }
+    /// The daemon's control socket (hand-offs, status).
+    pub fn control_socket(&self) -> PathBuf {
+        self.meta_dir().join("control.sock")
     }
     /// A disk volume's backing directory.
     pub fn data_dir(&self) -> PathBuf {

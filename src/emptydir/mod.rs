@@ -6,10 +6,12 @@
 //! # Layout
 //! - [`layout`]: the paths of a volume and the checks on its names and kubelet root;
 //! - [`lock`]: the pod lock and the no-symlink check of the layout;
-//! - [`setup`], [`teardown`], [`status`]: the three commands.
+//! - [`setup`], [`teardown`], [`status`]: the three commands; [`upgrade`]: a volume
+//!   handed to a new daemon.
 
 pub mod layout;
 pub mod lock;
 pub mod setup;
 pub mod status;
 pub mod teardown;
+pub mod upgrade;

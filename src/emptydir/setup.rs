@@ -146,11 +146,12 @@ fn set_up_locked(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result
 }
 
 /// Where `setup` puts a volume's pieces: the daemon stays in the caller's cgroup.
-fn placement(l: &Layout) -> Placement {
+pub fn placement(l: &Layout) -> Placement {
     Placement {
         mount_point: l.volume_dir(),
         data_dir: l.data_dir(),
         log_file: l.log_file(),
+        control_socket: l.control_socket(),
         launch: Launch::default(),
     }
 }

@@ -5,7 +5,7 @@
 //! refused INIT, another volume) tells it so, or just ends the connection: it then
 //! serves on and this process exits 1.
 
-use super::{Daemon, Medium, ServeOptions, default_threads, describe, signals};
+use super::{Daemon, Medium, ServeOptions, default_threads, signals};
 use crate::disk::DiskFs;
 use crate::error::{Failure, failed, invalid};
 use crate::fuse::{self, Connection};
@@ -112,7 +112,10 @@ fn serve_taken<B: Transfer>(
     let d = Daemon {
         mountpoint: std::path::PathBuf::from(&common.mountpoint),
         threads,
-        limits: describe(opts.size_limit, opts.inode_limit),
+        limits: {
+            let st = fs.statfs();
+            format!("{} bytes, {} inodes", st.blocks * u64::from(st.block_size), st.files)
+        },
         ready_fd: opts.ready_fd,
         listener: Some(listener),
         handoffs: common.handoffs + 1,

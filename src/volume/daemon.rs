@@ -266,6 +266,40 @@ fn serving(pid: u32) -> Option<PathBuf> {
     Some(PathBuf::from(OsStr::from_bytes(args.last()?)))
 }
 
+/// The arguments of daemon `pid` after `serve`, without its mount point (the last) and
+/// without what belonged to its own start (`--ready-fd N`, `--take-over PATH`): what a
+/// successor is started with.
+pub fn serve_args(pid: u32) -> Option<Vec<String>> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline
+        .strip_suffix(b"\0")?
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    if args.get(1).map(String::as_str) != Some("serve") || args.len() < 3 {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut it = args[2..args.len() - 1].iter();
+    while let Some(a) = it.next() {
+        if a == "--ready-fd" || a == "--take-over" {
+            it.next();
+        } else {
+            out.push(a.clone());
+        }
+    }
+    Some(out)
+}
+
+/// The `oom_score_adj` of process `pid`.
+pub fn oom_score_adj(pid: u32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// A process held by a pidfd: signals reach it and no other process, even after its pid
 /// is reused, and it polls readable once all its threads have exited (and so closed
 /// `/dev/fuse`).

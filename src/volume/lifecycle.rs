@@ -31,6 +31,8 @@ pub struct Placement {
     pub data_dir: PathBuf,
     /// The daemon's log.
     pub log_file: PathBuf,
+    /// The daemon's control socket (hand-offs, status).
+    pub control_socket: PathBuf,
     /// How the daemon is started: its cgroup, its OOM score.
     pub launch: daemon::Launch,
 }
@@ -127,6 +129,7 @@ fn start_inner(p: &Placement, spec: &VolumeSpec, created: &mut Created) -> Resul
     if let Some(n) = spec.inode_limit {
         args.extend(["--inode-limit".into(), n.to_string()]);
     }
+    args.extend(["--control-socket".into(), p.control_socket.display().to_string()]);
     daemon::spawn(&args, &p.mount_point, &p.log_file, &p.launch)?
         .wait_ready(START_TIMEOUT, &p.log_file)?;
     match probe(&p.mount_point) {
@@ -169,6 +172,67 @@ pub fn stop(mount_point: &Path, grace: Duration) -> Vec<String> {
         errors.push(e.to_string());
     }
     errors
+}
+
+/// What an upgrade did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Upgraded {
+    /// A new daemon (this pid) serves the volume; the old one exited.
+    HandedOff(u32),
+    /// Nothing to hand on: the kernel serves a hugetlbfs volume.
+    KernelServed,
+}
+
+/// Replaces the volume's daemon with one running this program, through a hand-off: the
+/// new daemon (started detached, in the old one's cgroups, with its OOM score and its
+/// command line) takes the live connection and the state over; the pod sees no error. On
+/// failure the old daemon serves on, and the error says why with the new one's log.
+pub fn upgrade(p: &Placement, medium: VolumeMedium) -> Result<Upgraded, Failure> {
+    if let VolumeMedium::HugePages(_) = medium {
+        return Ok(Upgraded::KernelServed);
+    }
+    match probe(&p.mount_point) {
+        Health::Serving(..) => {}
+        h => {
+            return Err(failed(format!(
+                "volume {} is {}: there is no serving daemon to hand off from",
+                p.mount_point.display(),
+                h.label()
+            )));
+        }
+    }
+    let pids = daemon::find(&p.mount_point);
+    let [old] = pids[..] else {
+        return Err(failed(format!(
+            "volume {} has daemons {pids:?}; a hand-off needs exactly one",
+            p.mount_point.display()
+        )));
+    };
+    let args = daemon::serve_args(old).ok_or_else(|| {
+        failed(format!("reading the command line of daemon {old}"))
+    })?;
+    if !args.iter().any(|a| a == "--control-socket") {
+        return Err(failed(format!(
+            "daemon {old} was started without a control socket (by an older build): it cannot hand off; it serves until its volume goes"
+        )));
+    }
+    let mut successor: Vec<String> = vec!["--take-over".into(), p.control_socket.display().to_string()];
+    successor.extend(args);
+    let launch = daemon::Launch {
+        cgroup_procs: crate::cgroup::procs_files_of(old).unwrap_or_else(|e| {
+            log::warn!("the cgroups of daemon {old}: {e}; its successor stays in ours");
+            Vec::new()
+        }),
+        // Set only where it differs from the one the successor would inherit.
+        oom_score_adj: daemon::oom_score_adj(old)
+            .filter(|&a| Some(a) != daemon::oom_score_adj(std::process::id())),
+    };
+    let pid = daemon::spawn(&successor, &p.mount_point, &p.log_file, &launch)?
+        .wait_ready(START_TIMEOUT, &p.log_file)?;
+    if !daemon::wait_exited(old, Duration::from_secs(10)) {
+        log::warn!("daemon {old} still runs 10 s after its hand-off to {pid}");
+    }
+    Ok(Upgraded::HandedOff(pid))
 }
 
 /// Undoes a start that failed half way.
