@@ -279,7 +279,9 @@ pub fn procs_files_of(pid: u32) -> io::Result<Vec<PathBuf>> {
             kind_ok && Path::new(path).starts_with(&m.root)
         });
         if let Some(m) = found {
-            let rel = Path::new(path).strip_prefix(&m.root).unwrap_or(Path::new(""));
+            let rel = Path::new(path)
+                .strip_prefix(&m.root)
+                .unwrap_or(Path::new(""));
             out.push(m.mount_point.join(rel).join("cgroup.procs"));
         }
     }

@@ -87,6 +87,10 @@ pub struct CsiArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (such as 0.0.0.0:9810).
     #[arg(long, value_name = "ADDR")]
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// At start, hand every volume whose daemon runs another build to a new daemon of
+    /// this one, one at a time (an upgrade reaches running pods, with no error for them).
+    #[arg(long)]
+    pub upgrade_daemons: bool,
 }
 
 impl CsiArgs {
@@ -114,6 +118,7 @@ impl CsiArgs {
             fallback_cgroup: self.fallback_cgroup.clone(),
             orphan_grace: std::time::Duration::from_secs(self.orphan_grace),
             metrics_address: self.metrics_address,
+            upgrade_daemons: self.upgrade_daemons,
         }
     }
 }

@@ -136,6 +136,9 @@ mod tests {
             ("fuse.emptydirfs", "emptydirfs-memory")
         );
         assert_eq!(m.options, "rw,nosuid,nodev");
-        assert_eq!((m.root.as_path(), m.super_options.as_str()), (Path::new("/"), "rw,user_id=0"));
+        assert_eq!(
+            (m.root.as_path(), m.super_options.as_str()),
+            (Path::new("/"), "rw,user_id=0")
+        );
     }
 }

@@ -9,6 +9,7 @@
 
 use super::error::Code;
 use super::node::Node;
+use crate::handoff::client;
 use crate::volume::probe::{Health, probe};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -36,7 +37,7 @@ impl Metrics {
     /// The whole exposition, in Prometheus' text format.
     pub fn render(&self, node: &Node) -> String {
         let mut out = String::new();
-        let gauges: [(&str, &str); 5] = [
+        let gauges: [(&str, &str); 6] = [
             (
                 "emptydirfs_volume_size_limit_bytes",
                 "The volume's size limit.",
@@ -54,9 +55,14 @@ impl Metrics {
                 "emptydirfs_volume_daemon_up",
                 "1 if the volume is mounted and answers, else 0.",
             ),
+            (
+                "emptydirfs_volume_handoffs",
+                "Hand-offs of the volume from one daemon to the next.",
+            ),
         ];
-        let mut rows: Vec<[Option<u64>; 5]> = Vec::new();
+        let mut rows: Vec<[Option<u64>; 6]> = Vec::new();
         let mut labels = Vec::new();
+        let mut builds = Vec::new();
         for id in node.state.ids().unwrap_or_default() {
             let Ok(Some(r)) = node.state.load(&id) else {
                 continue;
@@ -67,6 +73,22 @@ impl Metrics {
                 _ => None,
             };
             let memory = r.spec.medium == crate::volume::spec::VolumeMedium::Memory;
+            let daemon = match &health {
+                Health::Serving(t, _) if t == crate::fuse::FSTYPE => {
+                    let control = node.state.dir(&id).join("control.sock");
+                    client::status(&control, Duration::from_secs(2)).ok()
+                }
+                _ => None,
+            };
+            let handoffs = daemon
+                .as_deref()
+                .and_then(|d| client::field(d, "handoffs")?.parse().ok());
+            builds.push(
+                daemon
+                    .as_deref()
+                    .and_then(|d| client::field(d, "build"))
+                    .map(String::from),
+            );
             rows.push([
                 r.spec.size_limit.or(c.and_then(|c| c.size)),
                 c.and_then(|c| c.used_bytes),
@@ -75,6 +97,7 @@ impl Metrics {
                     .or(c.filter(|_| memory).and_then(|c| c.inodes)),
                 c.and_then(|c| c.inodes_used),
                 Some(u64::from(c.is_some())),
+                handoffs,
             ]);
             labels.push(format!(
                 "namespace=\"{}\",pod=\"{}\",volume=\"{}\",medium=\"{}\",volume_id=\"{}\"",
@@ -91,6 +114,16 @@ impl Metrics {
                 if let Some(v) = row[i] {
                     let _ = writeln!(out, "{name}{{{l}}} {v}");
                 }
+            }
+        }
+        let info = "emptydirfs_volume_daemon_info";
+        let _ = writeln!(
+            out,
+            "# HELP {info} The build of the volume's daemon.\n# TYPE {info} gauge"
+        );
+        for (build, l) in builds.iter().zip(&labels) {
+            if let Some(b) = build {
+                let _ = writeln!(out, "{info}{{{l},build=\"{}\"}} 1", escape(b));
             }
         }
         let _ = writeln!(

@@ -54,6 +54,8 @@ pub struct CsiOptions {
     pub fallback_cgroup: PathBuf,
     pub orphan_grace: Duration,
     pub metrics_address: Option<SocketAddr>,
+    /// Once loaded, hand every volume whose daemon runs another build to a new daemon.
+    pub upgrade_daemons: bool,
 }
 
 /// Checks a driver name as the CSI spec wants it: at most 63 characters, alphanumerics
@@ -134,10 +136,14 @@ pub fn run(opts: &CsiOptions) -> Result<(), Failure> {
         let (m, n) = (metrics.clone(), node.clone());
         thread("metrics", move || metrics::serve(tcp, m, n))?;
     }
-    let loader = node.clone();
+    let (loader, upgrade) = (node.clone(), opts.upgrade_daemons);
     thread("load", move || {
         if let Err(e) = loader.load() {
             log::error!("loading the state of existing volumes: {e}");
+        }
+        if upgrade {
+            let n = loader.upgrade_daemons();
+            log::info!("{n} volumes handed to daemons of this build");
         }
     })?;
     let (collector, grace) = (node.clone(), opts.orphan_grace);

@@ -105,6 +105,51 @@ impl Node {
         Ok(())
     }
 
+    /// Hands every volume whose daemon runs another build than this plugin's to a new
+    /// daemon of this build, one at a time; returns how many were handed over.
+    pub fn upgrade_daemons(&self) -> usize {
+        let mine = crate::handoff::build();
+        let mut done = 0;
+        for id in self.state.ids().unwrap_or_default() {
+            let Ok(Some(r)) = self.state.load(&id) else {
+                continue;
+            };
+            if matches!(r.spec.medium, VolumeMedium::HugePages(_)) || !self.state.is_published(&id)
+            {
+                continue;
+            }
+            let placement = self.state.placement(&r, Default::default());
+            let theirs = match crate::handoff::client::status(
+                &placement.control_socket,
+                Duration::from_secs(2),
+            ) {
+                Ok(s) => crate::handoff::client::field(&s, "build")
+                    .unwrap_or("")
+                    .to_string(),
+                Err(e) => {
+                    log::warn!(
+                        "volume {id}: its daemon does not answer status ({e}); not upgraded"
+                    );
+                    continue;
+                }
+            };
+            if theirs == mine {
+                continue;
+            }
+            let Ok(_busy) = self.claim(&id, &r.target) else {
+                continue;
+            };
+            match lifecycle::upgrade(&placement, r.spec.medium) {
+                Ok(u) => {
+                    log::info!("volume {id}: daemon {theirs} handed over to {mine} ({u:?})");
+                    done += 1;
+                }
+                Err(e) => log::warn!("volume {id}: upgrade from {theirs} failed: {e}"),
+            }
+        }
+        done
+    }
+
     fn check_ready(&self) -> CsiResult<()> {
         if self.is_ready() {
             Ok(())

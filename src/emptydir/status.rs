@@ -3,11 +3,13 @@
 
 use super::layout::{self, Layout};
 use crate::error::{Failure, invalid};
+use crate::handoff::client::{self, field};
 use crate::volume::daemon;
 use crate::volume::probe::{Counters, Health, probe};
 use crate::volume::spec::{VolumeMedium, VolumeSpec};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug)]
 pub struct VolumeStatus {
@@ -21,6 +23,8 @@ pub struct VolumeStatus {
     pub deleting: bool,
     pub pids: Vec<u32>,
     pub health: Health,
+    /// Its daemon's answer to `STATUS` (version, build, hand-offs), if it gave one.
+    pub daemon: Option<String>,
 }
 
 impl VolumeStatus {
@@ -54,6 +58,16 @@ impl VolumeStatus {
 
     pub fn inodes_used(&self) -> Option<u64> {
         self.counters()?.inodes_used
+    }
+
+    /// The daemon's version and build (`0.1.0+<hash>`).
+    pub fn daemon_build(&self) -> Option<&str> {
+        field(self.daemon.as_deref()?, "build")
+    }
+
+    /// Hand-offs the volume went through.
+    pub fn handoffs(&self) -> Option<u64> {
+        field(self.daemon.as_deref()?, "handoffs")?.parse().ok()
     }
 
     /// `serving`, `dead mount`, ..., with `(not ready)` or `(deleting)` when so.
@@ -100,6 +114,13 @@ pub fn status(kubelet_root: &Path, pod_uid: Option<&str>) -> Result<Vec<VolumeSt
         {
             let l = Layout::new(root.clone(), uid.clone(), name.clone());
             let path = l.volume_dir();
+            let health = probe(&path);
+            let daemon = match health {
+                Health::Serving(ref t, _) if t == crate::fuse::FSTYPE => {
+                    client::status(&l.control_socket(), Duration::from_secs(2)).ok()
+                }
+                _ => None,
+            };
             out.push(VolumeStatus {
                 pod_uid: uid.clone(),
                 spec: VolumeSpec::read(&l.config_file()).ok().flatten(),
@@ -110,7 +131,8 @@ pub fn status(kubelet_root: &Path, pod_uid: Option<&str>) -> Result<Vec<VolumeSt
                     .filter(|(_, m)| *m == path)
                     .map(|(p, _)| *p)
                     .collect(),
-                health: probe(&path),
+                health,
+                daemon,
                 name,
                 path,
             });
@@ -154,7 +176,8 @@ fn human(n: Option<u64>) -> String {
 pub fn render_table(volumes: &[VolumeStatus]) -> String {
     let mut rows = vec![
         [
-            "POD UID", "VOLUME", "MEDIUM", "LIMIT", "USED", "INODES", "PID", "HEALTH",
+            "POD UID", "VOLUME", "MEDIUM", "LIMIT", "USED", "INODES", "PID", "DAEMON", "HANDOFFS",
+            "HEALTH",
         ]
         .map(String::from),
     ];
@@ -195,10 +218,12 @@ pub fn render_table(volumes: &[VolumeStatus]) -> String {
             human(v.used_bytes()),
             inodes,
             pids,
+            v.daemon_build().unwrap_or("-").to_string(),
+            v.handoffs().map_or("-".into(), |n| n.to_string()),
             v.health_label(),
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..10)
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -240,7 +265,7 @@ pub fn render_json(volumes: &[VolumeStatus]) -> String {
             let medium = v.spec.as_ref().map_or("null".into(), |s| json_str(&s.medium.kubernetes_name()));
             let pid = v.pids.first().map(|p| u64::from(*p));
             format!(
-                "{{\"pod_uid\":{},\"volume\":{},\"path\":{},\"medium\":{},\"size_limit\":{},\"used_bytes\":{},\"inode_limit\":{},\"inodes_used\":{},\"pid\":{},\"health\":{},\"ready\":{},\"deleting\":{}}}",
+                "{{\"pod_uid\":{},\"volume\":{},\"path\":{},\"medium\":{},\"size_limit\":{},\"used_bytes\":{},\"inode_limit\":{},\"inodes_used\":{},\"pid\":{},\"daemon_version\":{},\"handoffs\":{},\"health\":{},\"ready\":{},\"deleting\":{}}}",
                 json_str(&v.pod_uid),
                 json_str(&v.name),
                 json_str(&v.path.to_string_lossy()),
@@ -250,6 +275,8 @@ pub fn render_json(volumes: &[VolumeStatus]) -> String {
                 json_num(v.inode_limit()),
                 json_num(v.inodes_used()),
                 json_num(pid),
+                v.daemon_build().map_or("null".into(), json_str),
+                json_num(v.handoffs()),
                 json_str(v.health.label()),
                 v.ready,
                 v.deleting

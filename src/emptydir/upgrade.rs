@@ -23,7 +23,12 @@ pub fn upgrade(kubelet_root: &Path, pod_uid: &str, volume: &str) -> Result<Upgra
     let lock = PodLock::acquire(&l, &mut created)?;
     let spec = VolumeSpec::read(&l.config_file())
         .map_err(|e| failed(format!("reading the volume's settings: {e}")))?
-        .ok_or_else(|| invalid(format!("volume {} of pod {} is not set up", l.name, l.pod_uid)))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "volume {} of pod {} is not set up",
+                l.name, l.pod_uid
+            ))
+        })?;
     let r = lifecycle::upgrade(&placement(&l), spec.medium);
     drop(lock);
     r

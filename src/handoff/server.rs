@@ -51,16 +51,17 @@ fn refuse(conn: &OwnedFd, why: &str) {
 }
 
 fn serve_one<B: Transfer>(d: &Daemon<B>, conn: OwnedFd, uid: u32) {
+    // The request is read first, so that a refused asker reads why, not a reset.
+    let msg = match wire::recv(conn.as_fd(), Duration::from_secs(10)) {
+        Ok(m) => m,
+        Err(e) => return log::debug!("control connection: {e}"),
+    };
     if uid != 0 {
         return refuse(
             &conn,
             &format!("uid {uid} may not ask: the control socket is root's"),
         );
     }
-    let msg = match wire::recv(conn.as_fd(), Duration::from_secs(10)) {
-        Ok(m) => m,
-        Err(e) => return log::debug!("control connection: {e}"),
-    };
     match msg.kind {
         kind::STATUS => {
             let text = format!(

@@ -114,7 +114,11 @@ fn serve_taken<B: Transfer>(
         threads,
         limits: {
             let st = fs.statfs();
-            format!("{} bytes, {} inodes", st.blocks * u64::from(st.block_size), st.files)
+            format!(
+                "{} bytes, {} inodes",
+                st.blocks * u64::from(st.block_size),
+                st.files
+            )
         },
         ready_fd: opts.ready_fd,
         listener: Some(listener),

@@ -129,7 +129,10 @@ fn start_inner(p: &Placement, spec: &VolumeSpec, created: &mut Created) -> Resul
     if let Some(n) = spec.inode_limit {
         args.extend(["--inode-limit".into(), n.to_string()]);
     }
-    args.extend(["--control-socket".into(), p.control_socket.display().to_string()]);
+    args.extend([
+        "--control-socket".into(),
+        p.control_socket.display().to_string(),
+    ]);
     daemon::spawn(&args, &p.mount_point, &p.log_file, &p.launch)?
         .wait_ready(START_TIMEOUT, &p.log_file)?;
     match probe(&p.mount_point) {
@@ -208,15 +211,15 @@ pub fn upgrade(p: &Placement, medium: VolumeMedium) -> Result<Upgraded, Failure>
             p.mount_point.display()
         )));
     };
-    let args = daemon::serve_args(old).ok_or_else(|| {
-        failed(format!("reading the command line of daemon {old}"))
-    })?;
+    let args = daemon::serve_args(old)
+        .ok_or_else(|| failed(format!("reading the command line of daemon {old}")))?;
     if !args.iter().any(|a| a == "--control-socket") {
         return Err(failed(format!(
             "daemon {old} was started without a control socket (by an older build): it cannot hand off; it serves until its volume goes"
         )));
     }
-    let mut successor: Vec<String> = vec!["--take-over".into(), p.control_socket.display().to_string()];
+    let mut successor: Vec<String> =
+        vec!["--take-over".into(), p.control_socket.display().to_string()];
     successor.extend(args);
     let launch = daemon::Launch {
         cgroup_procs: crate::cgroup::procs_files_of(old).unwrap_or_else(|e| {

@@ -230,12 +230,13 @@ fn fsx_seed() -> u64 {
 }
 
 /// Runs fsx on `dir` with a fixed seed; returns its verdict line, panicking on a miscompare.
-fn run_fsx(dir: &Path, seed: u64) -> String {
+/// fsx of `ops` operations with `seed` on a file in `dir`; panics on a miscompare.
+pub(crate) fn run_fsx(dir: &Path, seed: u64, ops: u64) -> String {
     let artifacts = TempDir::new("fsx");
     let out = tool("fsx")
         .arg("-f")
         .arg(format!("{CONF}/fsx.toml"))
-        .args(["-N", &fsx_ops().to_string(), "-S", &seed.to_string(), "-P"])
+        .args(["-N", &ops.to_string(), "-S", &seed.to_string(), "-P"])
         .arg(artifacts.path())
         .arg(dir.join("fsx.file"))
         .output()
@@ -256,19 +257,19 @@ fn run_fsx(dir: &Path, seed: u64) -> String {
         why.join("\n"),
         last_ops[last_ops.len().saturating_sub(10)..].join("\n")
     );
-    format!("{} operations, seed {seed}, 0 miscompares", fsx_ops())
+    format!("{ops} operations, seed {seed}, 0 miscompares")
 }
 
 fn fsx_finds_no_miscompare(m: Medium) {
     static TMPFS: OnceLock<String> = OnceLock::new();
     TMPFS.get_or_init(|| {
         let t = Tmpfs::new("64m");
-        let r = run_fsx(&t.path, fsx_seed());
+        let r = run_fsx(&t.path, fsx_seed(), fsx_ops());
         record("fsx", "tmpfs", &r);
         r
     });
     let v = Volume::start(m, &[]);
-    record("fsx", m.name(), &run_fsx(&v.mnt, fsx_seed()));
+    record("fsx", m.name(), &run_fsx(&v.mnt, fsx_seed(), fsx_ops()));
     v.assert_counters_match_backing();
 }
 

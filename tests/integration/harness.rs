@@ -103,12 +103,17 @@ pub struct Volume {
 /// Starts `emptydirfs` with `args`, its daemon tied to the calling thread's life, with
 /// RLIMIT_NOFILE lowered to `nofile` if given; the log is appended to.
 pub fn spawn_daemon(args: &[&OsStr], log: &Path, nofile: Option<u64>) -> Child {
+    spawn_program(Path::new(BIN), args, log, nofile)
+}
+
+/// As [`spawn_daemon`], with another build of the program.
+pub fn spawn_program(program: &Path, args: &[&OsStr], log: &Path, nofile: Option<u64>) -> Child {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(program);
     cmd.args(args)
         .env(
             "RUST_LOG",

@@ -263,3 +263,21 @@ fn csi_hugepages_volumes_are_hugetlbfs_with_a_hard_size() {
     assert!(e.message().contains("32 pages"), "{e:?}");
     node.assert_gone(&big);
 }
+
+/// An upgrade of a HugePages volume has no daemon to replace: the kernel serves it. It
+/// succeeds, says so, and leaves the mount and its data as they are.
+#[test]
+fn an_upgrade_of_a_huge_pages_volume_has_nothing_to_hand_off() {
+    let _pool = Pool::reserve(2);
+    let k = KubeletRoot::new();
+    let v = k.setup(
+        "huge",
+        &["--medium", "HugePages-2Mi", "--size-limit", "4Mi"],
+    );
+    map_and_fill(&v.join("m"), PAGE, 3).unwrap();
+    let out = k.run(&["upgrade", "--pod-uid", POD, "--volume", "huge"]);
+    assert_success(&out, "upgrade");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to hand off"));
+    assert!(map_and_read(&v.join("m"), PAGE).iter().all(|&b| b == 3));
+    assert_success(&k.teardown("huge"), "teardown");
+}

@@ -31,6 +31,7 @@ mod durability;
 mod escape;
 mod faults;
 mod full;
+pub mod handoff;
 mod hostile;
 mod hugepages;
 mod inprocess;

@@ -180,7 +180,9 @@ pub struct Node {
     sock_dir: TempDir,
     pub cgroups: TestCgroups,
     plugin: Option<Child>,
-    extra: Vec<String>,
+    /// The plugin's flags beyond the fixture's, and its program (this build by default).
+    pub extra: Vec<String>,
+    pub program: PathBuf,
     pub log: PathBuf,
     pub client: Client,
 }
@@ -208,6 +210,7 @@ impl Node {
             cgroups: TestCgroups::new(),
             plugin: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            program: PathBuf::from(BIN),
             log,
         }
     }
@@ -248,7 +251,7 @@ impl Node {
         assert!(self.plugin.is_none(), "the plugin runs already");
         let args = self.args();
         let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-        self.plugin = Some(spawn_daemon(&args, &self.log, None));
+        self.plugin = Some(spawn_program(&self.program, &args, &self.log, None));
         let deadline = Instant::now() + Duration::from_secs(20);
         self.client = Client::new(&self.socket());
         loop {

@@ -13,3 +13,4 @@ mod orphans;
 mod refusals;
 mod restart;
 mod rpc;
+mod upgrade;
