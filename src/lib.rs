@@ -17,6 +17,8 @@
 //! - [`csi`]: the CSI node plugin (`csi`): the same volumes for pods through kubelet's
 //!   CSI ephemeral inline volumes, daemons placed in the pods' cgroups;
 //! - [`cgroup`]: the node's cgroup hierarchies, kubelet's pod cgroups;
+//! - [`handoff`]: a live volume handed from its daemon to a new one (upgrades with no
+//!   error for the pod);
 //! - [`mounts`]: the mount table and unmounting;
 //! - [`quantity`]: Kubernetes quantities (`64Mi`, `1e9`);
 //! - [`cli`], [`error`]: arguments, failures and exit codes. `main.rs` only dispatches.

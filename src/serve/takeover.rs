@@ -50,9 +50,11 @@ pub fn take_over(
         return Err(refuse(offer, why));
     }
     let threads = opts.threads.unwrap_or_else(default_threads);
+    // The state's bytes are dropped once read: the daemon serves for long after.
     match opts.medium {
         Medium::Memory => {
             let (fs, offer) = import::<MemoryFs>(&mut r, offer)?;
+            drop(state);
             if let Err(e) = crate::memory::spawn_reclaimer(&fs) {
                 return Err(refuse(offer, format!("starting the reclaimer: {e}")));
             }
@@ -60,6 +62,7 @@ pub fn take_over(
         }
         Medium::Disk => {
             let (fs, offer) = import::<DiskFs>(&mut r, offer)?;
+            drop(state);
             serve_taken(fs, offer, common, threads, opts, signals)
         }
     }

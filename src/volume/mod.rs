@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`spec`]: a volume's medium, limits and root ownership, and the file keeping them;
 //! - [`kv`]: the `key=value` files those are kept in;
-//! - [`lifecycle`]: examine, clear, start, set the root of, and stop one volume;
+//! - [`lifecycle`]: examine, clear, start, set the root of, upgrade (hand off) and stop
+//!   one volume;
 //! - [`daemon`]: starting a daemon detached (in a given cgroup), finding, stopping it;
 //! - [`hugepages`]: hugetlbfs page sizes, the pool check, the mount;
 //! - [`probe`]: health and usage from the mount table and `statfs`;
