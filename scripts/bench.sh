@@ -28,7 +28,8 @@
 #   disk     emptydirfs serve --medium disk --backing <dir on that ext4> --size-limit 3Gi
 #   bindfs   bindfs over a directory on that ext4
 # Workloads: the fio jobs in scripts/bench/*.fio (ioengine=psync), the metadata job
-# scripts/bench/metadata.c, setup/teardown latency of a volume against mount/umount of
+# scripts/bench/metadata.c, PostgreSQL's pgbench, the page cache a file written and read
+# once costs (disk targets), setup/teardown latency of a volume against mount/umount of
 # a tmpfs, and a memory daemon's RSS idle, holding data and after deleting it.
 # Needs root, /dev/fuse and loop devices; installs fio, bindfs, e2fsprogs, gcc and
 # python3-matplotlib with apt-get if they are missing.
@@ -50,8 +51,10 @@ SIZE_LIMIT=3Gi
 
 if [ "$QUICK" = 1 ]; then
     SEQ_SIZE=128m RAND_SIZE=32m RUNTIME=1 META_BATCHES=4 META_FILES=500 LAT_ITERS=5 RSS_MIB=128
+    PGBENCH_SECONDS=2 PAGECACHE_MIB=32
 else
     SEQ_SIZE=1g RAND_SIZE=256m RUNTIME=5 META_BATCHES=4 META_FILES=5000 LAT_ITERS=20 RSS_MIB=1024
+    PGBENCH_SECONDS=10 PAGECACHE_MIB=256
 fi
 
 # State the cleanup needs; filled in as things are set up.
@@ -88,6 +91,7 @@ install_deps() {
     command -v gcc >/dev/null || need+=(gcc libc6-dev)
     command -v losetup >/dev/null || need+=(mount)
     command -v python3 >/dev/null || need+=(python3)
+    ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
     if [ ${#need[@]} -gt 0 ]; then
         log "installing: ${need[*]}"
         export DEBIAN_FRONTEND=noninteractive
@@ -313,6 +317,46 @@ run_metadata() {
     log "round $round: metadata on $target: $value files/s"
 }
 
+# Page cache a file written once and read once costs: the growth of the node's page cache
+# (Cached minus Shmem, from /proc/meminfo, after dropping caches), in units of the file's
+# size. A FUSE passthrough of the node's disk can hold the data twice (its own pages
+# and the backing file's).
+run_pagecache() {
+    local round=$1 target=$2 f=${DIR[$target]}/pagecache before after
+    cached() { awk '/^Cached:/ {c = $2} /^Shmem:/ {s = $2} END {print c - s}' /proc/meminfo; }
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+    before=$(cached)
+    dd if=/dev/zero of="$f" bs=1M count="$PAGECACHE_MIB" conv=fsync status=none
+    cat "$f" >/dev/null
+    after=$(cached)
+    local value
+    value=$(awk -v a="$after" -v b="$before" -v m="$PAGECACHE_MIB" 'BEGIN {printf "%.2f", (a - b) / 1024 / m}')
+    record "$round" pagecache "$target" "$value"
+    log "round $round: page cache of a $PAGECACHE_MIB MiB file written and read on $target: ${value}x its size"
+}
+
+# PostgreSQL's pgbench (TPC-B like, fsync on): initdb in the target, pgbench -i, then
+# PGBENCH_SECONDS of `pgbench -c 4 -j 2`; records tps.
+run_pgbench() {
+    local round=$1 target=$2 dir=${DIR[$target]}/pg bin port out value
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    port=$((55400 + round * 10 + ${#target}))
+    mkdir -p "$dir" "$WORK/pgsock"
+    chown postgres "$dir" "$WORK/pgsock"
+    local as=(runuser -u postgres --)
+    local opts="-k $WORK/pgsock -p $port -c listen_addresses=''"
+    if "${as[@]}" "$bin/initdb" -A trust -D "$dir/data" >"$WORK/logs/pg-$target.log" 2>&1         && "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -o "$opts" -w -l "$dir/log" start >>"$WORK/logs/pg-$target.log" 2>&1         && "${as[@]}" "$bin/pgbench" -q -i -s 10 -h "$WORK/pgsock" -p "$port" postgres >>"$WORK/logs/pg-$target.log" 2>&1         && out=$("${as[@]}" "$bin/pgbench" -c 4 -j 2 -T "$PGBENCH_SECONDS" -h "$WORK/pgsock" -p "$port" postgres 2>>"$WORK/logs/pg-$target.log"); then
+        value=$(awk '/^tps = / {printf "%.1f", $3; exit}' <<<"$out")
+    else
+        value=fail
+        FAILURES+=("round $round, pgbench on $target: $(tail -n 3 "$WORK/logs/pg-$target.log" | tr '\n' ' ')")
+    fi
+    "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    record "$round" pgbench "$target" "${value:-fail}"
+    log "round $round: pgbench on $target: $value tps"
+}
+
 # Runs one workload on every target, emptying each target's directory afterwards.
 workload() {
     local round=$1 name=$2 target
@@ -323,6 +367,11 @@ workload() {
                 run_fio "$round" "$target" seqread warm
                 ;;
             metadata) run_metadata "$round" "$target" ;;
+            pgbench) run_pgbench "$round" "$target" ;;
+            pagecache)
+                # Only where a node's disk is served: the others hold data in memory.
+                case $target in ext4 | disk | bindfs) run_pagecache "$round" "$target" ;; esac
+                ;;
             *) run_fio "$round" "$target" "$name" ;;
         esac
         clear_dir "${DIR[$target]}"
@@ -411,7 +460,7 @@ machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpui
 emptydirfs: $("$BIN" --version 2>/dev/null || echo "?"), commit $commit${BENCH_BIN:+ (binary given by BENCH_BIN)}
 tools: $(fio --version), bindfs $(bindfs --version 2>&1 | awk '{print $2; exit}') ($BINDFS_OPTS), $(gcc --version | head -n 1)
 ext4: a fresh 4 GiB image (mkfs.ext4 -q -F: journaled, data=ordered) on a loop device (no direct I/O) over a file on $(findmnt -n -o FSTYPE,SOURCE -T "$WORK" | tr -s ' ')
-sizes: seq file $SEQ_SIZE; random $RAND_SIZE per job x 2 jobs, ${RUNTIME} s; metadata $META_BATCHES x $META_FILES files; $LAT_ITERS setups per round; RSS with $RSS_MIB MiB
+sizes: seq file $SEQ_SIZE; random $RAND_SIZE per job x 2 jobs, ${RUNTIME} s; metadata $META_BATCHES x $META_FILES files; pgbench -s 10, ${PGBENCH_SECONDS} s; page cache with $PAGECACHE_MIB MiB; $LAT_ITERS setups per round; RSS with $RSS_MIB MiB
 EOF
 }
 
@@ -457,7 +506,7 @@ main() {
     local round w
     for round in $(seq "$ROUNDS"); do
         log "round $round of $ROUNDS"
-        for w in seq randread-buffered randread-direct randwrite-buffered randwrite-direct metadata; do
+        for w in seq randread-buffered randread-direct randwrite-buffered randwrite-direct metadata pgbench pagecache; do
             workload "$round" "$w"
         done
         measure_latency "$round"

@@ -26,6 +26,7 @@ WORKLOADS = [
     ("randwrite-buffered", "4 KiB random write, buffered, 2 jobs", "IOPS"),
     ("randwrite-direct", "4 KiB random write, O_DIRECT, 2 jobs", "IOPS"),
     ("metadata", "metadata: create + 1 KiB write, stat, unlink", "files/s"),
+    ("pgbench", "PostgreSQL pgbench -c 4 -j 2 (fsync on)", "tps"),
 ]
 CHART_LABELS = {
     "seqwrite": "seq write\n1 MiB",
@@ -35,6 +36,7 @@ CHART_LABELS = {
     "randwrite-buffered": "4k rand write\nbuffered",
     "randwrite-direct": "4k rand write\nO_DIRECT",
     "metadata": "metadata\nfiles/s",
+    "pgbench": "pgbench\ntps",
 }
 TARGETS = [
     ("tmpfs", "tmpfs"),
@@ -70,6 +72,7 @@ TARGET_RATIO = {
     },
 }
 LATENCY_TARGET_MS = 50
+PAGECACHE_TARGET = 1.1
 IDLE_RSS_TARGET_MIB = 8
 FULL_RSS_TARGET_FACTOR = 1.1
 
@@ -144,7 +147,7 @@ def fmt(value, unit=""):
         return value
     if unit == "IOPS":
         return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
-    if unit in ("MB/s", "files/s"):
+    if unit in ("MB/s", "files/s", "tps"):
         return f"{value:,.0f}"
     return f"{value:.2f}"
 
@@ -220,6 +223,28 @@ def report(args):
         out(f"![ratios]({rel})")
         out("")
 
+    out("## Page cache of a file written and read once")
+    out("")
+    out(
+        "Growth of the node's page cache (Cached minus Shmem, after dropping caches) for "
+        "one file written (fsync'ed) and read once, in units of its size. Target (issue "
+        f"16): at most {PAGECACHE_TARGET}x on a disk volume."
+    )
+    out("")
+    out("| target | page cache | target |")
+    out("|---|---:|---|")
+    for t, label in TARGETS:
+        v = median(data, "pagecache", t)
+        if v is None:
+            continue
+        cell = f"{v:.2f}x" if isinstance(v, float) else fmt(v)
+        goal = "–"
+        if t == "disk" and isinstance(v, float):
+            cell += check(v <= PAGECACHE_TARGET)
+            goal = f"≤ {PAGECACHE_TARGET}x"
+        out(f"| {label} | {cell} | {goal} |")
+    out("")
+
     out("## Volume setup and teardown")
     out("")
     out(
@@ -278,9 +303,9 @@ def report(args):
         out("")
         out("| workload | target | " + " | ".join(f"round {r}" for r in range(1, rounds + 1)) + " |")
         out("|---|---|" + "---:|" * rounds)
-        order = [w for w, _, _ in WORKLOADS] + ["setup", "teardown", "rss-data", "rss-idle", "rss-full", "rss-after"]
+        order = [w for w, _, _ in WORKLOADS] + ["pagecache", "setup", "teardown", "rss-data", "rss-idle", "rss-full", "rss-after"]
         units = {w: u for w, _, u in WORKLOADS}
-        units.update({"setup": "ms", "teardown": "ms"})
+        units.update({"setup": "ms", "teardown": "ms", "pagecache": "x"})
         torder = [t for t, _ in TARGETS] + ["emptydirfs"]
         keys = sorted(data, key=lambda k: (order.index(k[0]) if k[0] in order else 99,
                                            torder.index(k[1]) if k[1] in torder else 99))
