@@ -141,6 +141,7 @@ build() {
 make_workdir() {
     local base=${BENCH_TMPDIR:-/var/tmp}
     WORK=$(mktemp -d "$(realpath "$base")/emptydirfs-bench.XXXXXX")
+    chmod 755 "$WORK" # PostgreSQL runs as its own user below it
     [ "$(findmnt -n -o FSTYPE -T "$WORK")" != tmpfs ] \
         || log "warning: $WORK is on tmpfs, so the ext4 image lives in memory"
     mkdir -p "$WORK"/{out,logs}
@@ -319,11 +320,16 @@ run_metadata() {
 
 # Page cache a file written once and read once costs: the growth of the node's page cache
 # (Cached minus Shmem, from /proc/meminfo, after dropping caches), in units of the file's
-# size. A FUSE passthrough of the node's disk can hold the data twice (its own pages
+# size, not counting the loop device's own cache of the ext4 image (a node's disk has
+# none). A FUSE passthrough of the node's disk can hold the data twice (its own pages
 # and the backing file's).
 run_pagecache() {
     local round=$1 target=$2 f=${DIR[$target]}/pagecache before after
-    cached() { awk '/^Cached:/ {c = $2} /^Shmem:/ {s = $2} END {print c - s}' /proc/meminfo; }
+    cached() { # KiB: the page cache, less the ext4 image's pages
+        local img
+        img=$(fincore --bytes --noheadings --output RES "$WORK/ext4.img" | tr -d ' ')
+        awk -v img="$img" '/^Cached:/ {c = $2} /^Shmem:/ {s = $2} END {print c - s - img / 1024}' /proc/meminfo
+    }
     sync
     echo 3 >/proc/sys/vm/drop_caches
     before=$(cached)
