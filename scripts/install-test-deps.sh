@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, as root on Debian, what the tests drive: fio (data verification), attr
-# (setfattr/getfattr), fuse3 (fusermount3, for people unmounting by hand), util-linux
+# (setfattr/getfattr), libcap2-bin (setcap/getcap), fuse3 (fusermount3, for people unmounting by hand), util-linux
 # (setpriv), git and PostgreSQL (real programs run on volumes), e2fsprogs (an ext4 the
 # durability tests crash), and the conformance
 # suites pjdfstest and fsx (fsx-rs) at pinned versions in /usr/local/bin; makes sure the
@@ -14,6 +14,7 @@ command -v fio >/dev/null || need+=(fio)
 command -v setfattr >/dev/null || need+=(attr)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v setcap >/dev/null || need+=(libcap2-bin)
 command -v git >/dev/null || need+=(git)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)

@@ -12,6 +12,23 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+/// Clears the setid bits of the open file `fd` (whose `stat` is `st`) as `kill` says.
+fn kill_setid(
+    fd: std::os::fd::BorrowedFd<'_>,
+    st: &libc::stat,
+    kill: &killpriv::Kill,
+) -> Result<()> {
+    let perm = (st.st_mode & 0o7777) as u16;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(());
+    }
+    let now = killpriv::cleared(perm, st.st_gid, kill);
+    if now != perm {
+        sys::fchmod(fd, now.into())?;
+    }
+    Ok(())
+}
+
 /// The most one `copy_file_range` request copies; callers loop on short copies.
 const COPY_CHUNK: u64 = 16 << 20;
 
@@ -171,7 +188,13 @@ impl DiskFs {
         Ok(())
     }
 
-    pub(super) fn do_write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+    pub(super) fn do_write(
+        &self,
+        fh: Fh,
+        offset: u64,
+        data: &[u8],
+        kill: Option<killpriv::Kill>,
+    ) -> Result<u32> {
         let file = self.file(fh)?;
         let fd = file.fd.as_fd();
         let mut s = file.node.state();
@@ -191,7 +214,11 @@ impl DiskFs {
             }
             _ => sys::pwrite(fd, data, offset),
         };
-        charge.measured(&mut s.charged, blocks_of(&sys::fstat(fd)?));
+        let st = sys::fstat(fd)?;
+        charge.measured(&mut s.charged, blocks_of(&st));
+        if let Some(k) = kill {
+            kill_setid(fd, &st, &k)?;
+        }
         Ok(written? as u32)
     }
 
@@ -219,12 +246,25 @@ impl DiskFs {
             r?;
         }
         let fd = self.nodes.fd(&node)?;
+        // Decided on the mode and group from before a chown, as the VFS decides.
+        let killed = match &set.kill {
+            Some(k) if node.kind == FileKind::Regular => {
+                let st = sys::fstat(fd.as_fd())?;
+                let perm = (st.st_mode & 0o7777) as u16;
+                let now = killpriv::cleared(perm, st.st_gid, k);
+                (now != perm).then_some(now)
+            }
+            _ => None,
+        };
         if set.uid.is_some() || set.gid.is_some() {
             sys::fchown(
                 fd.as_fd(),
                 set.uid.unwrap_or(u32::MAX),
                 set.gid.unwrap_or(u32::MAX),
             )?;
+        }
+        if let Some(perm) = killed {
+            sys::fchmod(fd.as_fd(), perm.into())?;
         }
         if let Some(mode) = set.mode {
             sys::fchmod(fd.as_fd(), mode & 0o7777)?;

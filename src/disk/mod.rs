@@ -223,8 +223,15 @@ impl Backend for DiskFs {
     fn read(&self, _ino: Ino, fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
         self.do_read(fh, offset, size, buf)
     }
-    fn write(&self, _ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
-        self.do_write(fh, offset, data)
+    fn write(
+        &self,
+        _ino: Ino,
+        fh: Fh,
+        offset: u64,
+        data: &[u8],
+        kill: Option<killpriv::Kill>,
+    ) -> Result<u32> {
+        self.do_write(fh, offset, data, kill)
     }
     fn flush(&self, _ino: Ino, _fh: Fh) -> Result<()> {
         Ok(()) // nothing is buffered here: every write went to the backing file

@@ -81,6 +81,9 @@ pub enum SetTime {
 /// The changes of one `setattr`; `None` leaves a field alone.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SetAttr {
+    /// Whether the file's setid bits are to be cleared (see [`super::killpriv`]), after
+    /// what else is set.
+    pub kill: Option<super::killpriv::Kill>,
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,

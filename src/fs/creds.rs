@@ -3,11 +3,11 @@
 use super::Caller;
 use std::fs;
 
-/// Whether `who` is a member of `gid` (primary or supplementary), or is root, who may
-/// keep a setgid bit for any group. Reads `/proc/<pid>/status` only when the primary group
-/// does not answer it, which is rare (a setgid file created in a setgid directory).
-pub fn in_group_or_root(who: &Caller, gid: u32) -> bool {
-    if who.uid == 0 || who.gid == gid {
+/// Whether `who` is a member of `gid`, primary or supplementary. Reads
+/// `/proc/<pid>/status` only when the primary group does not answer it, which is rare (a
+/// setgid file created in a setgid directory, a file of another group written to).
+pub fn in_group(who: &Caller, gid: u32) -> bool {
+    if who.gid == gid {
         return true;
     }
     let Ok(status) = fs::read_to_string(format!("/proc/{}/status", who.pid)) else {
@@ -17,4 +17,9 @@ pub fn in_group_or_root(who: &Caller, gid: u32) -> bool {
         .lines()
         .find_map(|l| l.strip_prefix("Groups:"))
         .is_some_and(|groups| groups.split_whitespace().any(|g| g.parse() == Ok(gid)))
+}
+
+/// As [`in_group`], or root, who may keep a setgid bit for any group.
+pub fn in_group_or_root(who: &Caller, gid: u32) -> bool {
+    who.uid == 0 || in_group(who, gid)
 }

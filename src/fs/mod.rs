@@ -8,6 +8,9 @@
 //! - Permission checks are the kernel's: volumes are mounted with `default_permissions`,
 //!   so a backend never checks modes itself, but it does set owners (caller's uid/gid,
 //!   setgid-directory inheritance) and clears setgid where `inode_init_owner` would.
+//! - Setuid and setgid bits are the backend's to clear on writes, truncates and chowns
+//!   (`FUSE_HANDLE_KILLPRIV_V2`): the adapter says when (`kill` of `write`,
+//!   [`SetAttr::kill`]), [`killpriv::cleared`] says which.
 //! - Lookup counting: `lookup`, `mknod`, `mkdir`, `symlink`, `link`, `create` and each
 //!   entry accepted by a `readdir` with attributes add one kernel reference to the inode
 //!   they answer with; `forget` takes `n` away. An inode is freed when nothing refers to it.
@@ -18,6 +21,7 @@
 mod attr;
 pub mod creds;
 mod errno;
+pub mod killpriv;
 pub mod names;
 pub mod usage;
 
@@ -72,8 +76,16 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(Attr, Opened)>;
     /// Reads up to `size` bytes at `offset` into `buf` (cleared first).
     fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()>;
-    /// Writes as much of `data` as fits; fails with ENOSPC only when nothing fits.
-    fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32>;
+    /// Writes as much of `data` as fits; fails with ENOSPC only when nothing fits. With
+    /// `kill`, the file's setid bits are then cleared as [`killpriv`] says.
+    fn write(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        data: &[u8],
+        kill: Option<killpriv::Kill>,
+    ) -> Result<u32>;
     fn flush(&self, ino: Ino, fh: Fh) -> Result<()>;
     fn release(&self, ino: Ino, fh: Fh) -> Result<()>;
     fn fsync(&self, ino: Ino, fh: Fh, datasync: bool) -> Result<()>;

@@ -1,6 +1,6 @@
 //! Conversions between the backend's types and fuser's.
 
-use crate::fs::{Attr, Caller, Errno, FileKind, SetTime};
+use crate::fs::{Attr, Caller, Errno, FileKind, SetTime, killpriv};
 use fuser::{FileAttr, FileType, INodeNo, Request, TimeOrNow};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -82,6 +82,29 @@ pub fn caller(req: &Request) -> Caller {
         uid: req.uid(),
         gid: req.gid(),
         pid: req.pid(),
+    }
+}
+
+/// What a SETATTR means for the file's setid bits with `FUSE_HANDLE_KILLPRIV_V2`. The
+/// kernel flags the ones to clear (`FATTR_KILL_SUIDGID`), but fuser 0.18 drops that flag,
+/// so it is told from what the kernel sends it with: a change of owner or group (always
+/// flagged, for any caller), a change of size (flagged when the caller lacks
+/// `CAP_FSETID`), and the empty SETATTR the kernel sends to clear them before a
+/// `fallocate` or `copy_file_range` (likewise).
+pub fn setattr_kill(who: &Caller, set: &crate::fs::SetAttr) -> Option<killpriv::Kill> {
+    let chown = set.uid.is_some() || set.gid.is_some();
+    let empty = set.mode.is_none()
+        && !chown
+        && set.size.is_none()
+        && set.atime.is_none()
+        && set.mtime.is_none()
+        && set.ctime.is_none();
+    if chown {
+        Some(killpriv::Kill::Chown(*who, killpriv::has_fsetid(who.pid)))
+    } else if (set.size.is_some() || empty) && !killpriv::has_fsetid(who.pid) {
+        Some(killpriv::Kill::Modified(*who))
+    } else {
+        None
     }
 }
 

@@ -14,7 +14,7 @@ pub use gate::Gate;
 pub use handshake::{Connection, InitExchange, Negotiated};
 pub use options::{FSTYPE, Mounted, kernel_config, mount, take_over};
 
-use crate::fs::{Backend, DirEntry, Result, SetAttr};
+use crate::fs::{Backend, DirEntry, Result, SetAttr, killpriv};
 use convert::{attr, caller, errno, time};
 use fuser::*;
 use std::cell::RefCell;
@@ -42,6 +42,8 @@ pub struct Adapter<B: Backend> {
     gate: Arc<Gate>,
     /// A successor's: what its connection negotiated at INIT, asked for again.
     adopt: Option<Negotiated>,
+    /// `FUSE_HANDLE_KILLPRIV_V2` is in force: clearing setid bits is ours (set at INIT).
+    kills: bool,
 }
 
 impl<B: Backend> Adapter<B> {
@@ -51,6 +53,7 @@ impl<B: Backend> Adapter<B> {
             backend,
             gate,
             adopt,
+            kills: false,
         }
     }
 
@@ -105,7 +108,7 @@ fn opened(o: &crate::fs::Opened) -> (FileHandle, FopenFlags) {
 
 impl<B: Backend> Filesystem for Adapter<B> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        kernel_config(config, self.adopt.as_ref());
+        self.kills = kernel_config(config, self.adopt.as_ref());
         Ok(())
     }
 
@@ -139,7 +142,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -156,7 +159,8 @@ impl<B: Backend> Filesystem for Adapter<B> {
         reply: ReplyAttr,
     ) {
         let _pass = self.gate.pass();
-        let set = SetAttr {
+        let mut set = SetAttr {
+            kill: None,
             mode,
             uid,
             gid,
@@ -165,6 +169,9 @@ impl<B: Backend> Filesystem for Adapter<B> {
             mtime: mtime.map(time),
             ctime: ctime.map(convert::before_epoch_fixed),
         };
+        if self.kills {
+            set.kill = convert::setattr_kill(&caller(req), &set);
+        }
         let r = self.guard("setattr", |b| b.setattr(ino.0, fh.map(|f| f.0), &set));
         answer!(reply, r, |a| reply.attr(&TTL, &attr(&a)))
     }
@@ -299,18 +306,23 @@ impl<B: Backend> Filesystem for Adapter<B> {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let _pass = self.gate.pass();
-        let r = self.guard("write", |b| b.write(ino.0, fh.0, offset, data));
+        // The kernel's word that the writer lacks CAP_FSETID (with KILLPRIV_V2, or on
+        // any direct write).
+        let kill = write_flags
+            .contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+            .then(|| killpriv::Kill::Modified(caller(req)));
+        let r = self.guard("write", |b| b.write(ino.0, fh.0, offset, data, kill));
         answer!(reply, r, |n| reply.written(n))
     }
 

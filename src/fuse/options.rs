@@ -110,14 +110,22 @@ pub fn take_over<B: Backend>(
     })
 }
 
-/// Kernel features asked for at `init`.
+/// Kernel features asked for at `init`; returns whether clearing setid bits is ours
+/// (`HANDLE_KILLPRIV_V2` in force).
+///
+/// `HANDLE_KILLPRIV_V2`: the kernel then stops asking for `security.capability` before
+/// every write (one request per write instead of two) and leaves clearing setuid and
+/// setgid to the filesystem (`fs/killpriv.rs`; the SETATTR flag fuser 0.18 drops is told
+/// from the request, `convert::setattr_kill`). It still removes `security.capability`
+/// itself.
 ///
 /// Deliberately not asked for: `WRITEBACK_CACHE` (ENOSPC would surface at fsync or close
 /// instead of from the write(2) that crosses the limit), and the flags fuser 0.18 mishandles
-/// (`SETXATTR_EXT`, `HANDLE_KILLPRIV_V2`, `SECURITY_CTX`, `CREATE_SUPP_GROUP`, ...).
-pub fn kernel_config(config: &mut KernelConfig, adopt: Option<&Negotiated>) {
+/// (`SETXATTR_EXT`, `SECURITY_CTX`, `CREATE_SUPP_GROUP`, ...).
+pub fn kernel_config(config: &mut KernelConfig, adopt: Option<&Negotiated>) -> bool {
     if let Some(n) = adopt {
-        return adopt_negotiated(config, n);
+        adopt_negotiated(config, n);
+        return InitFlags::from_bits_retain(n.flags).contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
     }
     let wanted = [
         InitFlags::FUSE_DO_READDIRPLUS,
@@ -126,15 +134,19 @@ pub fn kernel_config(config: &mut KernelConfig, adopt: Option<&Negotiated>) {
         InitFlags::FUSE_CACHE_SYMLINKS,
         InitFlags::FUSE_BIG_WRITES,
         InitFlags::FUSE_ASYNC_READ,
+        InitFlags::FUSE_HANDLE_KILLPRIV_V2,
     ];
+    let mut kills = false;
     for flag in wanted {
-        if config.add_capabilities(flag).is_err() {
-            log::debug!("kernel does not offer {flag:?}");
+        match config.add_capabilities(flag) {
+            Ok(()) => kills |= flag == InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+            Err(_) => log::debug!("kernel does not offer {flag:?}"),
         }
     }
     let _ = config.set_max_write(MAX_WRITE);
     let _ = config.set_max_background(64);
     let _ = config.set_congestion_threshold(48);
+    kills
 }
 
 /// What a successor asks for: exactly what its connection negotiated, whatever this

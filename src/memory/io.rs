@@ -56,6 +56,12 @@ impl MemoryFs {
             }
         }
         let mut m = inode.meta();
+        // With the group before a chown changes it, as the VFS decides.
+        if let Some(k) = &set.kill
+            && inode.kind == FileKind::Regular
+        {
+            m.perm = killpriv::cleared(m.perm, m.gid, k);
+        }
         if let Some(mode) = set.mode {
             m.perm = (mode & 0o7777) as u16;
         }
@@ -93,14 +99,24 @@ impl MemoryFs {
         }
     }
 
-    pub(super) fn do_write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32> {
+    pub(super) fn do_write(
+        &self,
+        ino: Ino,
+        offset: u64,
+        data: &[u8],
+        kill: Option<killpriv::Kill>,
+    ) -> Result<u32> {
         let inode = self.get(ino)?;
         let mut body = inode.body_mut();
         let Body::File(f) = &mut *body else {
             return Err(Errno::EINVAL);
         };
         let n = f.write(offset, data, &self.usage, &self.store)?;
-        inode.meta().touch_mc(SystemTime::now());
+        let mut m = inode.meta();
+        m.touch_mc(SystemTime::now());
+        if let Some(k) = kill {
+            m.perm = killpriv::cleared(m.perm, m.gid, &k);
+        }
         Ok(n as u32)
     }
 
@@ -161,7 +177,7 @@ impl MemoryFs {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.do_write(ino_out, off_out, &buf)
+        self.do_write(ino_out, off_out, &buf, None) // cleared by the SETATTR before it
     }
 
     pub(super) fn do_setxattr(

@@ -271,8 +271,15 @@ impl Backend for MemoryFs {
     fn read(&self, ino: Ino, _fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
         self.do_read(ino, offset, size, buf)
     }
-    fn write(&self, ino: Ino, _fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
-        self.do_write(ino, offset, data)
+    fn write(
+        &self,
+        ino: Ino,
+        _fh: Fh,
+        offset: u64,
+        data: &[u8],
+        kill: Option<killpriv::Kill>,
+    ) -> Result<u32> {
+        self.do_write(ino, offset, data, kill)
     }
     fn flush(&self, _ino: Ino, _fh: Fh) -> Result<()> {
         Ok(())

@@ -21,13 +21,14 @@ on_every_medium!(
 );
 
 /// A tmpfs of `size` in a temporary directory, unmounted on drop.
-struct Tmpfs {
-    path: PathBuf,
+/// A kernel tmpfs of `size`, unmounted on drop (the reference the suites run beside).
+pub(crate) struct Tmpfs {
+    pub(crate) path: PathBuf,
     _dir: TempDir,
 }
 
 impl Tmpfs {
-    fn new(size: &str) -> Tmpfs {
+    pub(crate) fn new(size: &str) -> Tmpfs {
         let dir = TempDir::new("tmpfs");
         let path = dir.path().join("fs");
         std::fs::create_dir(&path).unwrap();

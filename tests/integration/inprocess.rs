@@ -63,8 +63,15 @@ impl Backend for PanicsOnName {
     fn read(&self, ino: Ino, fh: Fh, off: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
         self.0.read(ino, fh, off, size, buf)
     }
-    fn write(&self, ino: Ino, fh: Fh, off: u64, data: &[u8]) -> Result<u32> {
-        self.0.write(ino, fh, off, data)
+    fn write(
+        &self,
+        ino: Ino,
+        fh: Fh,
+        off: u64,
+        data: &[u8],
+        kill: Option<killpriv::Kill>,
+    ) -> Result<u32> {
+        self.0.write(ino, fh, off, data, kill)
     }
     fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
         self.0.flush(ino, fh)

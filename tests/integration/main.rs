@@ -35,6 +35,7 @@ pub mod handoff;
 mod hostile;
 mod hugepages;
 mod inprocess;
+mod killpriv;
 mod kubelet;
 mod limits;
 mod load;
