@@ -5,7 +5,7 @@
 
 use super::account::{self, Charge};
 use super::nodes::{Node, attr_of, blocks_of};
-use super::{DiskFs, caps, direct, sys};
+use super::{DiskFs, caps, direct, passthrough, sys};
 use crate::fs::*;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -27,6 +27,20 @@ fn kill_setid(
         sys::fchmod(fd, now.into())?;
     }
     Ok(())
+}
+
+/// Removes `security.capability` of `node` (open as `fd`) if it has one.
+fn remove_caps(node: &Node, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+    let name = c"security.capability";
+    if node.caps.lookup(|| sys::getxattr(fd, name)).is_err() {
+        return Ok(());
+    }
+    let r = sys::removexattr(fd, name);
+    node.caps.changed();
+    match r {
+        Err(Errno::ENODATA) => Ok(()),
+        r => r,
+    }
 }
 
 /// The most one `copy_file_range` request copies; callers loop on short copies.
@@ -193,11 +207,12 @@ impl DiskFs {
         fh: Fh,
         offset: u64,
         data: &[u8],
-        kill: Option<killpriv::Kill>,
+        clear: killpriv::Clear,
     ) -> Result<u32> {
         let file = self.file(fh)?;
         let fd = file.fd.as_fd();
         let mut s = file.node.state();
+        self.allocate_gap(fd, &mut s, offset)?;
         let (mut charge, allowed) =
             account::reserve_write(&self.usage, fd, offset, data.len() as u64)?;
         let data = &data[..allowed as usize];
@@ -216,8 +231,11 @@ impl DiskFs {
         };
         let st = sys::fstat(fd)?;
         charge.measured(&mut s.charged, blocks_of(&st));
-        if let Some(k) = kill {
-            kill_setid(fd, &st, &k)?;
+        if let Some(who) = clear.setid {
+            kill_setid(fd, &st, &killpriv::Kill::Modified(who))?;
+        }
+        if clear.caps {
+            remove_caps(&file.node, fd)?;
         }
         Ok(written? as u32)
     }
@@ -240,6 +258,7 @@ impl DiskFs {
                 None => Arc::new(self.nodes.open(&node, libc::O_WRONLY)?),
             };
             let mut s = node.state();
+            self.allocate_gap(fd.as_fd(), &mut s, size)?;
             let mut charge = Charge::none(&self.usage);
             let r = sys::ftruncate(fd.as_fd(), size);
             charge.measured(&mut s.charged, blocks_of(&sys::fstat(fd.as_fd())?));
@@ -296,6 +315,10 @@ impl DiskFs {
         let file = self.file(fh)?;
         let fd = file.fd.as_fd();
         let mut s = file.node.state();
+        let mode = passthrough::fallocate_mode(&s, mode);
+        if mode & libc::FALLOC_FL_KEEP_SIZE == 0 {
+            self.allocate_gap(fd, &mut s, offset)?;
+        }
         let need = if mode & FALLOC_PUNCH_HOLE != 0 {
             0
         } else {
@@ -327,6 +350,7 @@ impl DiskFs {
         let (src, dst) = (self.file(fh_in)?, self.file(fh_out)?);
         let out = dst.fd.as_fd();
         let mut s = dst.node.state();
+        self.allocate_gap(out, &mut s, offset_out)?;
         let len = len.min(COPY_CHUNK);
         let (mut charge, allowed) = account::reserve_write(&self.usage, out, offset_out, len)?;
         let copied =

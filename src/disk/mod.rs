@@ -9,6 +9,7 @@
 //! - `data.rs`: open files, data, sizes, attributes and xattrs;
 //! - `direct.rs`: `O_DIRECT` passed through to the backing file;
 //! - `caps.rs`: remembering that a node has no `security.capability` (asked per write).
+//! - `passthrough.rs`: files the kernel reads and maps itself, kept without holes.
 //!
 //! # Safety against the served tree
 //! The daemon never resolves a path built from names: every call starts from a descriptor
@@ -31,6 +32,7 @@ mod handle;
 mod handoff;
 mod namespace;
 mod nodes;
+mod passthrough;
 mod sys;
 
 pub use account::{Tally, scan};
@@ -229,9 +231,9 @@ impl Backend for DiskFs {
         fh: Fh,
         offset: u64,
         data: &[u8],
-        kill: Option<killpriv::Kill>,
+        clear: killpriv::Clear,
     ) -> Result<u32> {
-        self.do_write(fh, offset, data, kill)
+        self.do_write(fh, offset, data, clear)
     }
     fn flush(&self, _ino: Ino, _fh: Fh) -> Result<()> {
         Ok(()) // nothing is buffered here: every write went to the backing file
@@ -339,5 +341,17 @@ impl Backend for DiskFs {
         len: u64,
     ) -> Result<u32> {
         self.do_copy_file_range(fh_in, offset_in, fh_out, offset_out, len)
+    }
+    fn passthrough_probe(&self) -> Option<std::os::fd::OwnedFd> {
+        self.probe_file()
+    }
+    fn passthrough_begin(&self, ino: Ino, fh: Fh) -> Option<std::os::fd::OwnedFd> {
+        self.begin_passthrough(ino, fh)
+    }
+    fn passthrough_end(&self, ino: Ino) {
+        self.end_passthrough(ino)
+    }
+    fn passthrough_resume(&self, ino: Ino) {
+        self.resume_passthrough(ino)
     }
 }

@@ -61,6 +61,8 @@ pub struct NodeState {
     /// The last link is gone but files are open: its space and inode are given back at
     /// the last close.
     pub orphan: bool,
+    /// It has passthrough opens and is kept without holes (`passthrough.rs`).
+    pub hole_free: bool,
 }
 
 /// One backing inode the kernel knows.
@@ -427,6 +429,7 @@ impl Nodes {
                     charged: r.u64()?,
                     opens: r.u32()?,
                     orphan: r.bool()?,
+                    hole_free: false, // set again by the io modes' import
                 }),
             };
             if nodes.map.insert(ino, Arc::new(node)).is_some() {

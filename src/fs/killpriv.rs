@@ -35,6 +35,16 @@ pub enum Kill {
     Chown(Caller, bool),
 }
 
+/// What a write clears besides writing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Clear {
+    /// The setid bits as [`cleared`] says for this writer, who lacks `CAP_FSETID`.
+    pub setid: Option<Caller>,
+    /// `security.capability`, whoever writes. The kernel removes it itself before a
+    /// write it sends through its page cache, not before one of a `FOPEN_DIRECT_IO` file.
+    pub caps: bool,
+}
+
 /// The permission bits of a regular file of group `file_gid` after `kill`.
 pub fn cleared(perm: u16, file_gid: u32, kill: &Kill) -> u16 {
     if perm & (S_ISUID | S_ISGID) == 0 {

@@ -76,15 +76,15 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(Attr, Opened)>;
     /// Reads up to `size` bytes at `offset` into `buf` (cleared first).
     fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()>;
-    /// Writes as much of `data` as fits; fails with ENOSPC only when nothing fits. With
-    /// `kill`, the file's setid bits are then cleared as [`killpriv`] says.
+    /// Writes as much of `data` as fits; fails with ENOSPC only when nothing fits, then
+    /// clears what `clear` says (setid bits as [`killpriv`] says, file capabilities).
     fn write(
         &self,
         ino: Ino,
         fh: Fh,
         offset: u64,
         data: &[u8],
-        kill: Option<killpriv::Kill>,
+        clear: killpriv::Clear,
     ) -> Result<u32>;
     fn flush(&self, ino: Ino, fh: Fh) -> Result<()>;
     fn release(&self, ino: Ino, fh: Fh) -> Result<()>;
@@ -129,4 +129,23 @@ pub trait Backend: Send + Sync + 'static {
         offset_out: u64,
         len: u64,
     ) -> Result<u32>;
+
+    /// FUSE passthrough, for a backend with a file per inode: the kernel reads and maps
+    /// that file itself (see `fuse/iomode.rs`). A descriptor of a regular file of the
+    /// backing filesystem (not linked anywhere), to learn whether the kernel allows
+    /// passthrough there; `None`: this backend has no backing files.
+    fn passthrough_probe(&self) -> Option<std::os::fd::OwnedFd> {
+        None
+    }
+    /// The first passthrough open of `ino` (open as `fh`): a descriptor of its backing
+    /// file, which from now until [`Backend::passthrough_end`] the backend keeps without
+    /// holes (the kernel may write it through a shared mapping, which takes no space only
+    /// where blocks are allocated). `None`: not now (the file has holes), serve it direct.
+    fn passthrough_begin(&self, _ino: Ino, _fh: Fh) -> Option<std::os::fd::OwnedFd> {
+        None
+    }
+    /// The last passthrough open of `ino` was released.
+    fn passthrough_end(&self, _ino: Ino) {}
+    /// After a hand-off: `ino` has passthrough opens (as after `passthrough_begin`).
+    fn passthrough_resume(&self, _ino: Ino) {}
 }

@@ -8,10 +8,12 @@
 mod convert;
 mod gate;
 mod handshake;
+mod iomode;
 mod options;
 
 pub use gate::Gate;
 pub use handshake::{Connection, InitExchange, Negotiated};
+pub use iomode::{IoModes, Mode};
 pub use options::{FSTYPE, Mounted, kernel_config, mount, take_over};
 
 use crate::fs::{Backend, DirEntry, Result, SetAttr, killpriv};
@@ -40,6 +42,8 @@ pub struct Adapter<B: Backend> {
     backend: Arc<B>,
     /// Every request holds a pass of it while it runs (see `gate.rs`).
     gate: Arc<Gate>,
+    /// How each open file is served (see `iomode.rs`).
+    io: Arc<IoModes>,
     /// A successor's: what its connection negotiated at INIT, asked for again.
     adopt: Option<Negotiated>,
     /// `FUSE_HANDLE_KILLPRIV_V2` is in force: clearing setid bits is ours (set at INIT).
@@ -48,10 +52,16 @@ pub struct Adapter<B: Backend> {
 
 impl<B: Backend> Adapter<B> {
     /// The backend is shared so that the caller (the daemon, a test) can still reach it.
-    pub fn new(backend: Arc<B>, gate: Arc<Gate>, adopt: Option<Negotiated>) -> Self {
+    pub fn new(
+        backend: Arc<B>,
+        gate: Arc<Gate>,
+        io: Arc<IoModes>,
+        adopt: Option<Negotiated>,
+    ) -> Self {
         Adapter {
             backend,
             gate,
+            io,
             adopt,
             kills: false,
         }
@@ -91,24 +101,10 @@ fn empty(reply: ReplyEmpty, r: Result<()>) {
     answer!(reply, r, |()| reply.ok())
 }
 
-/// Not `FOPEN_NOFLUSH`, though no backend has anything to flush. The kernel sends RELEASE
-/// in the background, so `close` returns before it is served, and the space of a file
-/// closed and then unlinked comes back a moment after the `unlink`. The synchronous FLUSH
-/// makes that window small (with NOFLUSH `posix::data::*::fallocate_modes` saw the old
-/// usage); it is not closed: a second request thread can serve UNLINK and a `statfs`
-/// before RELEASE (seen once under load), so tests wait for it.
-fn opened(o: &crate::fs::Opened) -> (FileHandle, FopenFlags) {
-    let flags = if o.keep_cache {
-        FopenFlags::FOPEN_KEEP_CACHE
-    } else {
-        FopenFlags::empty()
-    };
-    (FileHandle(o.fh), flags)
-}
-
 impl<B: Backend> Filesystem for Adapter<B> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        self.kills = kernel_config(config, self.adopt.as_ref());
+        let passthrough = self.backend.passthrough_probe().is_some();
+        self.kills = kernel_config(config, self.adopt.as_ref(), passthrough);
         Ok(())
     }
 
@@ -279,10 +275,18 @@ impl<B: Backend> Filesystem for Adapter<B> {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let _pass = self.gate.pass();
-        let r = self.guard("open", |b| b.open(ino.0, flags.0));
-        answer!(reply, r, |o| {
-            let (fh, f) = opened(&o);
-            reply.opened(fh, f)
+        let r = self.guard("open", |b| {
+            let o = b.open(ino.0, flags.0)?;
+            Ok((o.fh, self.io.open(b, ino.0, o.fh, flags.0, o.keep_cache)))
+        });
+        answer!(reply, r, |(fh, c)| match c.backing {
+            None => reply.opened(FileHandle(fh), c.flags),
+            Some(id) => {
+                // Not closed here: the id is the inode's until its last release.
+                let id = unsafe { reply.wrap_backing(id) };
+                reply.opened_passthrough(FileHandle(fh), c.flags, &id);
+                id.into_raw();
+            }
         })
     }
 
@@ -317,12 +321,19 @@ impl<B: Backend> Filesystem for Adapter<B> {
         reply: ReplyWrite,
     ) {
         let _pass = self.gate.pass();
-        // The kernel's word that the writer lacks CAP_FSETID (with KILLPRIV_V2, or on
-        // any direct write).
-        let kill = write_flags
-            .contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
-            .then(|| killpriv::Kill::Modified(caller(req)));
-        let r = self.guard("write", |b| b.write(ino.0, fh.0, offset, data, kill));
+        let clear = killpriv::Clear {
+            // The kernel's word that the writer lacks CAP_FSETID (with KILLPRIV_V2, or
+            // on any direct write).
+            setid: write_flags
+                .contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+                .then(|| caller(req)),
+            // What the kernel does itself before any write but a direct one.
+            caps: matches!(
+                self.io.mode(fh.0),
+                Mode::Direct | Mode::Passthrough { direct: true }
+            ),
+        };
+        let r = self.guard("write", |b| b.write(ino.0, fh.0, offset, data, clear));
         answer!(reply, r, |n| reply.written(n))
     }
 
@@ -349,7 +360,11 @@ impl<B: Backend> Filesystem for Adapter<B> {
         reply: ReplyEmpty,
     ) {
         let _pass = self.gate.pass();
-        empty(reply, self.guard("release", |b| b.release(ino.0, fh.0)))
+        let r = self.guard("release", |b| {
+            self.io.release(b, fh.0);
+            b.release(ino.0, fh.0)
+        });
+        empty(reply, r)
     }
 
     fn fsync(
@@ -523,11 +538,17 @@ impl<B: Backend> Filesystem for Adapter<B> {
     ) {
         let _pass = self.gate.pass();
         let r = self.guard("create", |b| {
-            b.create(&caller(req), parent.0, name, mode, flags)
+            let (a, o) = b.create(&caller(req), parent.0, name, mode, flags)?;
+            Ok((a, o.fh, self.io.open(b, a.ino, o.fh, flags, o.keep_cache)))
         });
-        answer!(reply, r, |(a, o)| {
-            let (fh, f) = opened(&o);
-            reply.created(&TTL, &attr(&a), Generation(0), fh, f)
+        answer!(reply, r, |(a, fh, c)| match c.backing {
+            None => reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), c.flags),
+            Some(id) => {
+                let id = unsafe { reply.wrap_backing(id) };
+                let (fh, a) = (FileHandle(fh), attr(&a));
+                reply.created_passthrough(&TTL, &a, Generation(0), fh, c.flags, &id);
+                id.into_raw();
+            }
         })
     }
 

@@ -9,6 +9,7 @@
 use super::Adapter;
 use super::gate::Gate;
 use super::handshake::{self, Connection, InitExchange, Negotiated};
+use super::iomode::IoModes;
 use crate::fs::Backend;
 use fuser::{InitFlags, KernelConfig, Session};
 use std::io;
@@ -28,6 +29,8 @@ pub struct Mounted<B: Backend> {
     pub session: Session<Adapter<B>>,
     pub connection: Connection,
     pub gate: Arc<Gate>,
+    /// How each open file is served (to hand on later).
+    pub io: Arc<IoModes>,
 }
 
 /// Mounts `backend` at `mountpoint` and completes the FUSE handshake.
@@ -58,10 +61,16 @@ pub fn mount<B: Backend>(
     let handshake = || -> io::Result<Mounted<B>> {
         let request = handshake::read_init(&device)?;
         let gate = Arc::new(Gate::default());
-        let adapter = Adapter::new(backend, gate.clone(), None);
+        let io = Arc::new(IoModes::default());
+        let adapter = Adapter::new(backend.clone(), gate.clone(), io.clone(), None);
         let (session, reply) = handshake::session_on(adapter, &request, threads)?;
         handshake::send(&device, &reply)?;
         handshake::attach(&session, &device)?;
+        // The kernel has the reply: backing ids can be opened now, before any request.
+        let negotiated = Negotiated::parse(&reply).is_some_and(|n| {
+            InitFlags::from_bits_retain(n.flags).contains(InitFlags::FUSE_PASSTHROUGH)
+        });
+        io.probe(&*backend, &device, negotiated);
         Ok(Mounted {
             session,
             connection: Connection {
@@ -69,6 +78,7 @@ pub fn mount<B: Backend>(
                 init: InitExchange { request, reply },
             },
             gate,
+            io,
         })
     };
     handshake().inspect_err(|_| {
@@ -82,6 +92,7 @@ pub fn mount<B: Backend>(
 pub fn take_over<B: Backend>(
     backend: Arc<B>,
     connection: Connection,
+    io: IoModes,
     threads: usize,
 ) -> io::Result<Mounted<B>> {
     let negotiated = Negotiated::parse(&connection.init.reply).ok_or_else(|| {
@@ -91,7 +102,8 @@ pub fn take_over<B: Backend>(
         )
     })?;
     let gate = Arc::new(Gate::default());
-    let adapter = Adapter::new(backend, gate.clone(), Some(negotiated));
+    let io = Arc::new(io);
+    let adapter = Adapter::new(backend, gate.clone(), io.clone(), Some(negotiated));
     let (session, reply) = handshake::session_on(adapter, &connection.init.request, threads)?;
     if reply != connection.init.reply {
         return Err(io::Error::new(
@@ -107,6 +119,7 @@ pub fn take_over<B: Backend>(
         session,
         connection,
         gate,
+        io,
     })
 }
 
@@ -122,7 +135,16 @@ pub fn take_over<B: Backend>(
 /// Deliberately not asked for: `WRITEBACK_CACHE` (ENOSPC would surface at fsync or close
 /// instead of from the write(2) that crosses the limit), and the flags fuser 0.18 mishandles
 /// (`SETXATTR_EXT`, `SECURITY_CTX`, `CREATE_SUPP_GROUP`, ...).
-pub fn kernel_config(config: &mut KernelConfig, adopt: Option<&Negotiated>) -> bool {
+///
+/// `passthrough` (a backend with backing files): `PASSTHROUGH`, so that the kernel can
+/// read and map them itself (`iomode.rs`), at stack depth 1 (the backing filesystem is
+/// not itself stacked, and an overlayfs may still be mounted over the volume), and
+/// `DIRECT_IO_ALLOW_MMAP`, so that files served direct can still be mapped shared.
+pub fn kernel_config(
+    config: &mut KernelConfig,
+    adopt: Option<&Negotiated>,
+    passthrough: bool,
+) -> bool {
     if let Some(n) = adopt {
         adopt_negotiated(config, n);
         return InitFlags::from_bits_retain(n.flags).contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
@@ -136,6 +158,17 @@ pub fn kernel_config(config: &mut KernelConfig, adopt: Option<&Negotiated>) -> b
         InitFlags::FUSE_ASYNC_READ,
         InitFlags::FUSE_HANDLE_KILLPRIV_V2,
     ];
+    if passthrough {
+        for flag in [
+            InitFlags::FUSE_PASSTHROUGH,
+            InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+        ] {
+            if config.add_capabilities(flag).is_err() {
+                log::info!("kernel does not offer {flag:?}: the page cache holds data twice");
+            }
+        }
+        let _ = config.set_max_stack_depth(1);
+    }
     let mut kills = false;
     for flag in wanted {
         match config.add_capabilities(flag) {

@@ -1,6 +1,6 @@
 //! The successor's side of a hand-off, and `STATUS` queries of a daemon.
 
-use super::format::FORMAT_VERSION;
+use super::format::{FORMAT_VERSION, OLDEST_FORMAT};
 use super::{FdTable, die_at, kind, wire};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -27,8 +27,13 @@ fn refused(m: &wire::Message) -> String {
 /// Asks the daemon behind `control` for its volume.
 pub fn ask(control: &Path) -> Result<Offer, String> {
     let conn = wire::connect(control).map_err(|e| format!("{}: {e}", control.display()))?;
+    // Every format this build reads, oldest first: a predecessor from before format 2
+    // looks only at the first `format=` line.
+    let formats: String = (OLDEST_FORMAT..=FORMAT_VERSION)
+        .map(|v| format!("format={v}\n"))
+        .collect();
     let hello = format!(
-        "format={FORMAT_VERSION}\nbuild={}\npid={}\n",
+        "{formats}build={}\npid={}\n",
         super::build(),
         std::process::id()
     );

@@ -5,14 +5,20 @@
 //! "EDFSTATE"  u32 format version  u64 payload length  payload  u64 FNV-1a of the payload
 //! ```
 //!
-//! Integers are little-endian; byte strings are a `u32` length and the bytes. A reader
-//! refuses a format version other than the one it writes (older and newer alike: each
-//! change of the layout bumps [`FORMAT_VERSION`], and a daemon hands over only to one
-//! that reads its format), a wrong length or checksum, and a payload not read to its end.
+//! Integers are little-endian; byte strings are a `u32` length and the bytes. Each
+//! change of the layout bumps [`FORMAT_VERSION`]; a daemon writes only that one and hands
+//! over only to a successor that reads it, and reads every version from
+//! [`OLDEST_FORMAT`] on (so a volume can be taken over from an older build). A reader
+//! refuses other versions, a wrong length or checksum, and a payload not read to its end.
+//!
+//! Versions: 1, the backend's state; 2 (issue 16), then the mode of every open file
+//! (`fuse/iomode.rs`). A volume taken over from a version 1 state caches every open.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_FORMAT: u32 = 1;
 const MAGIC: &[u8; 8] = b"EDFSTATE";
 const HEADER: usize = 8 + 4 + 8;
 
@@ -94,6 +100,7 @@ impl Writer {
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    version: u32,
 }
 
 impl<'a> Reader<'a> {
@@ -103,14 +110,14 @@ impl<'a> Reader<'a> {
             return Err("not an emptydirfs state".into());
         }
         let version = u32::from_le_bytes(data[8..12].try_into().unwrap());
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&version) {
             let which = if version > FORMAT_VERSION {
                 "newer"
             } else {
                 "older"
             };
             return Err(format!(
-                "state format {version} is {which} than this daemon's ({FORMAT_VERSION})"
+                "state format {version} is {which} than this daemon reads ({OLDEST_FORMAT} to {FORMAT_VERSION})"
             ));
         }
         let len = u64::from_le_bytes(data[12..20].try_into().unwrap()) as usize;
@@ -129,7 +136,13 @@ impl<'a> Reader<'a> {
         Ok(Reader {
             buf: payload,
             pos: 0,
+            version,
         })
+    }
+
+    /// The format version the state was written in.
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], Refused> {
@@ -248,7 +261,10 @@ mod tests {
         let good = sample().finish(FORMAT_VERSION);
         let refused = |d: &[u8]| Reader::open(d).err().unwrap();
         assert!(refused(&sample().finish(FORMAT_VERSION + 1)).contains("newer"));
-        assert!(refused(&sample().finish(FORMAT_VERSION - 1)).contains("older"));
+        assert!(refused(&sample().finish(OLDEST_FORMAT - 1)).contains("older"));
+        for v in OLDEST_FORMAT..=FORMAT_VERSION {
+            assert_eq!(Reader::open(&sample().finish(v)).unwrap().version(), v);
+        }
         assert!(refused(&good[..good.len() - 1]).contains("bytes"));
         let mut flipped = good.clone();
         flipped[HEADER + 3] ^= 1;

@@ -1,9 +1,9 @@
 //! The predecessor's side: the control socket's thread in every daemon. It answers
 //! `STATUS` (version, build, hand-offs) and hands the volume over on `HELLO`.
 
-use super::format::{FORMAT_VERSION, Writer};
+use super::format::{FORMAT_VERSION, OLDEST_FORMAT, Writer};
 use super::{Common, Transfer, fault, kind, wire};
-use crate::fuse::{Connection, Gate};
+use crate::fuse::{Connection, Gate, IoModes};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -19,6 +19,7 @@ const ANSWER_LIMIT: Duration = Duration::from_secs(60);
 pub struct Daemon<B: Transfer> {
     pub backend: Arc<B>,
     pub gate: Arc<Gate>,
+    pub io: Arc<IoModes>,
     pub connection: Connection,
     pub threads: usize,
     pub mountpoint: PathBuf,
@@ -80,15 +81,16 @@ fn serve_one<B: Transfer>(d: &Daemon<B>, conn: OwnedFd, uid: u32) {
 }
 
 fn hand_off<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd, hello: &str) {
-    let wanted = hello
+    let reads: Vec<u32> = hello
         .lines()
-        .find_map(|l| l.strip_prefix("format="))
-        .and_then(|v| v.parse::<u32>().ok());
-    if wanted != Some(FORMAT_VERSION) {
+        .filter_map(|l| l.strip_prefix("format="))
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if !reads.contains(&FORMAT_VERSION) {
         return refuse(
             conn,
             &format!(
-                "the successor reads state format {wanted:?}; this daemon writes {FORMAT_VERSION}"
+                "the successor reads state formats {reads:?}; this daemon writes {FORMAT_VERSION}"
             ),
         );
     }
@@ -129,9 +131,15 @@ fn offer<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd) -> Result<(), String> {
     d.backend
         .export(&mut w, &mut fds)
         .map_err(|e| format!("writing the state: {e}"))?;
+    // A state as a build from before format 2 wrote it, to test taking over from one.
+    let as_format_1 = fault("state-format-1");
+    if !as_format_1 {
+        d.io.export(&mut w);
+    }
     let version = match () {
+        _ if as_format_1 => 1,
         _ if fault("state-format-newer") => FORMAT_VERSION + 1,
-        _ if fault("state-format-older") => FORMAT_VERSION - 1,
+        _ if fault("state-format-older") => OLDEST_FORMAT - 1,
         _ => FORMAT_VERSION,
     };
     let mut state = w.finish(version);

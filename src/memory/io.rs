@@ -104,7 +104,7 @@ impl MemoryFs {
         ino: Ino,
         offset: u64,
         data: &[u8],
-        kill: Option<killpriv::Kill>,
+        clear: killpriv::Clear,
     ) -> Result<u32> {
         let inode = self.get(ino)?;
         let mut body = inode.body_mut();
@@ -114,8 +114,15 @@ impl MemoryFs {
         let n = f.write(offset, data, &self.usage, &self.store)?;
         let mut m = inode.meta();
         m.touch_mc(SystemTime::now());
-        if let Some(k) = kill {
-            m.perm = killpriv::cleared(m.perm, m.gid, &k);
+        if let Some(who) = clear.setid {
+            m.perm = killpriv::cleared(m.perm, m.gid, &killpriv::Kill::Modified(who));
+        }
+        drop((m, body));
+        if clear.caps {
+            match self.do_removexattr(ino, std::ffi::OsStr::new("security.capability")) {
+                Ok(()) | Err(Errno::ENODATA) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(n as u32)
     }
@@ -177,7 +184,7 @@ impl MemoryFs {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.do_write(ino_out, off_out, &buf, None) // cleared by the SETATTR before it
+        self.do_write(ino_out, off_out, &buf, killpriv::Clear::default()) // cleared by the SETATTR before it
     }
 
     pub(super) fn do_setxattr(

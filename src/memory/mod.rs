@@ -277,9 +277,9 @@ impl Backend for MemoryFs {
         _fh: Fh,
         offset: u64,
         data: &[u8],
-        kill: Option<killpriv::Kill>,
+        clear: killpriv::Clear,
     ) -> Result<u32> {
-        self.do_write(ino, offset, data, kill)
+        self.do_write(ino, offset, data, clear)
     }
     fn flush(&self, _ino: Ino, _fh: Fh) -> Result<()> {
         Ok(())

@@ -174,6 +174,7 @@ impl Daemon {
             session,
             connection,
             gate,
+            io,
         } = mounted;
         log::info!(
             "serving {} ({}, {}, {} threads{})",
@@ -202,6 +203,7 @@ impl Daemon {
             handoff::server::spawn(handoff::server::Daemon {
                 backend,
                 gate,
+                io,
                 connection,
                 threads: self.threads,
                 mountpoint: mountpoint.clone(),

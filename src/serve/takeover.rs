@@ -8,7 +8,7 @@
 use super::{Daemon, Medium, ServeOptions, default_threads, signals};
 use crate::disk::DiskFs;
 use crate::error::{Failure, failed, invalid};
-use crate::fuse::{self, Connection};
+use crate::fuse::{self, Connection, IoModes};
 use crate::handoff::client::{self, Offer};
 use crate::handoff::format::Reader;
 use crate::handoff::{Common, Transfer, die_at};
@@ -53,17 +53,17 @@ pub fn take_over(
     // The state's bytes are dropped once read: the daemon serves for long after.
     match opts.medium {
         Medium::Memory => {
-            let (fs, offer) = import::<MemoryFs>(&mut r, offer)?;
+            let (fs, io, offer) = import::<MemoryFs>(&mut r, offer)?;
             drop(state);
             if let Err(e) = crate::memory::spawn_reclaimer(&fs) {
                 return Err(refuse(offer, format!("starting the reclaimer: {e}")));
             }
-            serve_taken(fs, offer, common, threads, opts, signals)
+            serve_taken(fs, io, offer, common, threads, opts, signals)
         }
         Medium::Disk => {
-            let (fs, offer) = import::<DiskFs>(&mut r, offer)?;
+            let (fs, io, offer) = import::<DiskFs>(&mut r, offer)?;
             drop(state);
-            serve_taken(fs, offer, common, threads, opts, signals)
+            serve_taken(fs, io, offer, common, threads, opts, signals)
         }
     }
 }
@@ -74,17 +74,24 @@ fn refuse(offer: Offer, why: String) -> Failure {
     failed(format!("refused the hand-off: {why}"))
 }
 
-fn import<B: Transfer>(r: &mut Reader<'_>, mut offer: Offer) -> Result<(Arc<B>, Offer), Failure> {
-    let imported = B::import(r, &mut offer.fds).and_then(|fs| r.done().map(|()| fs));
+/// The backend, and how its open files are served.
+type Imported<B> = (Arc<B>, IoModes, Offer);
+
+fn import<B: Transfer>(r: &mut Reader<'_>, mut offer: Offer) -> Result<Imported<B>, Failure> {
+    let imported = B::import(r, &mut offer.fds).and_then(|fs| {
+        let io = IoModes::import(r, &fs, &offer.device)?;
+        r.done().map(|()| (fs, io))
+    });
     die_at("after-import");
     match imported {
-        Ok(fs) => Ok((Arc::new(fs), offer)),
+        Ok((fs, io)) => Ok((Arc::new(fs), io, offer)),
         Err(why) => Err(refuse(offer, why)),
     }
 }
 
 fn serve_taken<B: Transfer>(
     fs: Arc<B>,
+    io: IoModes,
     offer: Offer,
     common: Common,
     threads: usize,
@@ -99,7 +106,7 @@ fn serve_taken<B: Transfer>(
         device,
         init: common.init.clone(),
     };
-    let mounted = match fuse::take_over(fs.clone(), connection, threads) {
+    let mounted = match fuse::take_over(fs.clone(), connection, io, threads) {
         Ok(m) => m,
         Err(e) => return Err(refuse(offer, e.to_string())),
     };

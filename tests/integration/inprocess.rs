@@ -69,9 +69,9 @@ impl Backend for PanicsOnName {
         fh: Fh,
         off: u64,
         data: &[u8],
-        kill: Option<killpriv::Kill>,
+        clear: killpriv::Clear,
     ) -> Result<u32> {
-        self.0.write(ino, fh, off, data, kill)
+        self.0.write(ino, fh, off, data, clear)
     }
     fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
         self.0.flush(ino, fh)

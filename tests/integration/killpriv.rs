@@ -12,7 +12,9 @@ use std::process::Command;
 type Actor = Option<(u32, u32, &'static str)>;
 
 /// (name, mode, owner uid:gid, actor, what the actor does to `f`)
-const CASES: &[(&str, u32, (u32, u32), Actor, &str)] = &[
+type Case = (&'static str, u32, (u32, u32), Actor, &'static str);
+
+const CASES: &[Case] = &[
     (
         "write by a stranger",
         0o6777,
