@@ -131,7 +131,8 @@ fn offer<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd) -> Result<(), String> {
     d.backend
         .export(&mut w, &mut fds)
         .map_err(|e| format!("writing the state: {e}"))?;
-    // A state as a build from before format 2 wrote it, to test taking over from one.
+    // A state as a build from before format 2 wrote it (this daemon cached every open
+    // as such a build did), to test taking over from one.
     let as_format_1 = fault("state-format-1");
     if !as_format_1 {
         d.io.export(&mut w);

@@ -39,6 +39,7 @@ mod killpriv;
 mod kubelet;
 mod limits;
 mod load;
+mod onecopy;
 mod posix;
 mod programs;
 mod refusals;

@@ -4,6 +4,7 @@
 
 mod descriptors;
 mod faults;
+mod iomodes;
 mod workloads;
 
 use crate::harness::*;
