@@ -73,7 +73,11 @@ impl Mapping {
         }
     }
 
-    fn bytes(&self) -> &mut [u8] {
+    fn bytes(&self) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }
@@ -123,7 +127,10 @@ enum Open {
     Reader(File),
     Writer(File),
     /// A writer with a shared writable mapping of the whole file.
-    Mapped(File, Mapping),
+    Mapped {
+        _file: File,
+        map: Mapping,
+    },
 }
 
 /// A little generator, so a failure can be run again (the seed is in the message).
@@ -172,7 +179,7 @@ fn every_mix_of_opens_reads_what_was_written(m: Medium) {
                         .open(&p)
                         .unwrap_or_else(|e| panic!("{at}: open to map: {e}"));
                     let map = Mapping::of(&f, LEN, true);
-                    open.push(Open::Mapped(f, map));
+                    open.push(Open::Mapped { _file: f, map });
                 }
                 3 if !open.is_empty() => {
                     let i = rng.below(open.len());
@@ -188,9 +195,11 @@ fn every_mix_of_opens_reads_what_was_written(m: Medium) {
                     let (off, len) = (rng.below(LEN - 1), 1 + rng.below(8192));
                     let len = len.min(LEN - off);
                     let bytes = pattern(len, seed * 1000 + step);
-                    match &open[writers[rng.below(writers.len())]] {
+                    match &mut open[writers[rng.below(writers.len())]] {
                         Open::Writer(f) => f.write_all_at(&bytes, off as u64).unwrap(),
-                        Open::Mapped(_, map) => map.bytes()[off..off + len].copy_from_slice(&bytes),
+                        Open::Mapped { map, .. } => {
+                            map.bytes_mut()[off..off + len].copy_from_slice(&bytes)
+                        }
                         Open::Reader(_) => unreachable!(),
                     }
                     model[off..off + len].copy_from_slice(&bytes);
@@ -199,7 +208,7 @@ fn every_mix_of_opens_reads_what_was_written(m: Medium) {
                     let mut got = vec![0; LEN];
                     match &open[rng.below(open.len())] {
                         Open::Reader(f) | Open::Writer(f) => f.read_exact_at(&mut got, 0).unwrap(),
-                        Open::Mapped(_, map) => got.copy_from_slice(map.bytes()),
+                        Open::Mapped { map, .. } => got.copy_from_slice(map.bytes()),
                     }
                     if let Some(i) = (0..LEN).find(|&i| got[i] != model[i]) {
                         panic!(
@@ -252,8 +261,8 @@ fn a_mapping_beside_a_passthrough_reader_takes_no_uncounted_space() {
         "and allocated"
     );
     {
-        let map = Mapping::of(&writer, (4 * MIB) as usize, true);
-        map.bytes().fill(7);
+        let mut map = Mapping::of(&writer, (4 * MIB) as usize, true);
+        map.bytes_mut().fill(7);
         unsafe { libc::msync(map.ptr as *mut libc::c_void, map.len, libc::MS_SYNC) };
     }
     assert!(
