@@ -418,3 +418,61 @@ pub fn cvt(rc: i64) -> io::Result<i64> {
 pub fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
 }
+
+/// A shared mapping of a whole file, unmapped on drop.
+pub struct Mapping {
+    pub ptr: *mut u8,
+    pub len: usize,
+}
+
+impl Mapping {
+    /// `len` bytes of `f` from its start, shared, writable or not.
+    pub fn try_of(f: &std::fs::File, len: usize, writable: bool) -> io::Result<Mapping> {
+        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd, 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: ptr as *mut u8,
+            len,
+        })
+    }
+
+    pub fn of(f: &std::fs::File, len: usize, writable: bool) -> Mapping {
+        Mapping::try_of(f, len, writable).unwrap_or_else(|e| panic!("mmap: {e}"))
+    }
+
+    /// `msync(MS_SYNC)`: what the mapping wrote is in the file.
+    pub fn sync(&self) {
+        let r = unsafe { libc::msync(self.ptr as *mut libc::c_void, self.len, libc::MS_SYNC) };
+        assert_eq!(r, 0, "msync: {}", io::Error::last_os_error());
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}
+
+/// Pages of `f`'s own page cache (`cachestat(2)`, Linux 6.5): for a file of a volume,
+/// FUSE's pages of it, not the backing file's.
+pub fn cached_pages(f: &std::fs::File) -> u64 {
+    let range = [0u64, 0]; // from offset 0 to the end
+    let mut stat = [0u64; 5]; // nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted
+    let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+    const SYS_CACHESTAT: libc::c_long = 451; // x86_64 (the libc crate has no name for it)
+    let r = unsafe { libc::syscall(SYS_CACHESTAT, fd, range.as_ptr(), stat.as_mut_ptr(), 0) };
+    assert_eq!(r, 0, "cachestat: {}", io::Error::last_os_error());
+    stat[0]
+}

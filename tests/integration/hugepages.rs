@@ -4,7 +4,6 @@
 use crate::harness::*;
 use crate::kubelet::*;
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -61,43 +60,14 @@ fn map_and_fill(path: &Path, len: usize, byte: u8) -> std::io::Result<()> {
         .read(true)
         .write(true)
         .open(path)?;
-    let prot = libc::PROT_READ | libc::PROT_WRITE;
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            prot,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error());
-    }
-    unsafe {
-        std::ptr::write_bytes(p.cast::<u8>(), byte, len);
-        libc::munmap(p, len);
-    }
+    Mapping::try_of(&f, len, true)?.bytes_mut().fill(byte);
     Ok(())
 }
 
 fn map_and_read(path: &Path, len: usize) -> Vec<u8> {
-    let f = fs::File::open(path).unwrap();
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(p, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
-    let v = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len).to_vec() };
-    unsafe { libc::munmap(p, len) };
-    v
+    Mapping::of(&fs::File::open(path).unwrap(), len, false)
+        .bytes()
+        .to_vec()
 }
 
 #[test]

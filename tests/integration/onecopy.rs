@@ -10,82 +10,10 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 
-#[repr(C)]
-struct CachestatRange {
-    off: u64,
-    len: u64,
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct Cachestat {
-    nr_cache: u64,
-    nr_dirty: u64,
-    nr_writeback: u64,
-    nr_evicted: u64,
-    nr_recently_evicted: u64,
-}
-
-/// Pages of `f`'s own page cache (`cachestat(2)`, Linux 6.5): for a file of the volume,
-/// FUSE's pages of it, not the backing file's.
-fn cached_pages(f: &File) -> u64 {
-    let range = CachestatRange { off: 0, len: 0 }; // to the end
-    let mut cs = Cachestat::default();
-    let r = unsafe { libc::syscall(451, f.as_raw_fd(), &range, &mut cs, 0) };
-    assert_eq!(r, 0, "cachestat: {}", std::io::Error::last_os_error());
-    cs.nr_cache
-}
-
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
     (0..len as u64)
         .map(|i| ((i * 7 + seed * 13) % 251) as u8)
         .collect()
-}
-
-/// A shared mapping of a whole file, unmapped on drop.
-struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Mapping {
-    fn of(f: &File, len: usize, writable: bool) -> Mapping {
-        let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                prot,
-                libc::MAP_SHARED,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(
-            ptr,
-            libc::MAP_FAILED,
-            "mmap: {}",
-            std::io::Error::last_os_error()
-        );
-        Mapping {
-            ptr: ptr as *mut u8,
-            len,
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
-    }
 }
 
 #[test]
@@ -263,7 +191,7 @@ fn a_mapping_beside_a_passthrough_reader_takes_no_uncounted_space() {
     {
         let mut map = Mapping::of(&writer, (4 * MIB) as usize, true);
         map.bytes_mut().fill(7);
-        unsafe { libc::msync(map.ptr as *mut libc::c_void, map.len, libc::MS_SYNC) };
+        map.sync();
     }
     assert!(
         v.used() <= grown + (64 << 10),

@@ -7,7 +7,6 @@ use super::*;
 use crate::harness::*;
 use crate::kubelet::*;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 fn descriptors_opened_before_keep_working(m: Medium) {
@@ -33,19 +32,8 @@ fn descriptors_opened_before_keep_working(m: Medium) {
     // A shared writable mapping.
     let mapped = open_rw(v.join("mapped"));
     mapped.set_len(8192).unwrap();
-    let map = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            8192,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            mapped.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(map, libc::MAP_FAILED);
-    let page = unsafe { std::slice::from_raw_parts_mut(map as *mut u8, 8192) };
-    page[..6].copy_from_slice(b"mapped");
+    let mut map = Mapping::of(&mapped, 8192, true);
+    map.bytes_mut()[..6].copy_from_slice(b"mapped");
     // A directory half listed.
     std::fs::create_dir(v.join("d")).unwrap();
     for i in 0..200 {
@@ -83,8 +71,8 @@ fn descriptors_opened_before_keep_working(m: Medium) {
     assert!(back.iter().all(|&b| b == 9), "the unlinked file reads back");
     unlinked.seek(SeekFrom::End(0)).unwrap();
     unlinked.write_all(b"more").unwrap();
-    page[6..12].copy_from_slice(b"-after");
-    assert_eq!(unsafe { libc::msync(map, 8192, libc::MS_SYNC) }, 0);
+    map.bytes_mut()[6..12].copy_from_slice(b"-after");
+    map.sync();
     let mut got = [0u8; 12];
     mapped.read_exact_at(&mut got, 0).unwrap();
     assert_eq!(&got, b"mapped-after", "the mapping writes through");
@@ -107,8 +95,7 @@ fn descriptors_opened_before_keep_working(m: Medium) {
     eventually("the unlinked file's space to come back", || {
         statvfs(&v).f_bfree >= free + 256
     });
-    unsafe { libc::munmap(map, 8192) };
-    drop((writing, mapped, view));
+    drop((map, writing, mapped, view));
 }
 
 /// Lookups the kernel holds are carried over: it forgets them after the hand-off, and

@@ -6,17 +6,7 @@ use super::*;
 use crate::harness::*;
 use crate::kubelet::*;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-
-/// FUSE's own cached pages of `f` (`cachestat(2)`).
-fn fuse_pages(f: &File) -> u64 {
-    let range = [0u64, 0]; // offset 0, to the end
-    let mut cs = [0u64; 5];
-    let r = unsafe { libc::syscall(451, f.as_raw_fd(), range.as_ptr(), cs.as_mut_ptr(), 0) };
-    assert_eq!(r, 0, "cachestat: {}", std::io::Error::last_os_error());
-    cs[0]
-}
 
 fn rw(p: &Path) -> File {
     std::fs::OpenOptions::new()
@@ -37,17 +27,7 @@ fn passthrough_and_direct_files_are_handed_on() {
     let reader = File::open(&f).unwrap();
     let writer = rw(&f);
     let mapped = rw(&g);
-    let map = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            8192,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            mapped.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(map, libc::MAP_FAILED);
+    let mut map = Mapping::of(&mapped, 8192, true);
     upgrade(&k, "scratch");
     // A new reader of f shares the handed-on backing id (another would be EIO).
     let second = File::open(&f).unwrap_or_else(|e| panic!("a new reader of f: {e}"));
@@ -58,20 +38,19 @@ fn passthrough_and_direct_files_are_handed_on() {
         assert_eq!(&b, b"after", "readers see the write");
     }
     assert_eq!(
-        fuse_pages(&second),
+        cached_pages(&second),
         0,
         "read by passthrough, not cached by FUSE"
     );
     // f is still kept without holes: growing it past the limit is ENOSPC.
     assert_eq!(errno(writer.set_len(64 << 20)), libc::ENOSPC);
     // g's mapping still writes the file.
-    unsafe { std::slice::from_raw_parts_mut(map as *mut u8, 8192)[..3].copy_from_slice(b"map") };
-    unsafe { libc::msync(map, 8192, libc::MS_SYNC) };
+    map.bytes_mut()[..3].copy_from_slice(b"map");
+    map.sync();
     let mut b = [0u8; 3];
     File::open(&g).unwrap().read_exact_at(&mut b, 0).unwrap();
     assert_eq!(&b, b"map");
-    unsafe { libc::munmap(map, 8192) };
-    drop((reader, second, writer, mapped));
+    drop((map, reader, second, writer, mapped));
     // Once all are closed, f opens in every mode again, on a fresh id.
     let again = File::open(&f).unwrap();
     let w = rw(&f);
@@ -108,7 +87,7 @@ fn a_volume_from_a_format_1_daemon_caches_every_open() {
     reader.read_exact_at(&mut b, 0).unwrap();
     assert!(b.iter().all(|&x| x == 3));
     assert!(
-        fuse_pages(&reader) > 0,
+        cached_pages(&reader) > 0,
         "cached by FUSE, as before format 2"
     );
     let w = rw(&f);
