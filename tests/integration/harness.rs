@@ -16,11 +16,19 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_emptydirfs");
 
 /// A directory under the system temp dir, removed with its contents on drop.
+///
+/// Its name carries the test process's pid (`emptydirfs-<tag>-<pid>-XXXXXX`). A test
+/// binary killed by a signal runs no `Drop` (its daemons still go, by
+/// `PR_SET_PDEATHSIG`, and unmount); the next test binary unmounts and removes what
+/// such a dead process left.
 pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        let template = std::env::temp_dir().join(format!("emptydirfs-{tag}-XXXXXX"));
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(remove_dirs_of_dead_runs);
+        let pid = std::process::id();
+        let template = std::env::temp_dir().join(format!("emptydirfs-{tag}-{pid}-XXXXXX"));
         let c = CString::new(template.as_os_str().as_bytes()).unwrap();
         let raw = c.into_raw();
         let p = unsafe { libc::mkdtemp(raw) };
@@ -45,6 +53,37 @@ impl Drop for TempDir {
             lazy_unmount(&m);
         }
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes the temporary directories of test processes that are gone.
+fn remove_dirs_of_dead_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with("emptydirfs-") {
+            continue;
+        }
+        // emptydirfs-<tag>-<pid>-XXXXXX: the pid is the field before the last.
+        let Some(pid) = name.rsplit('-').nth(1).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let gone = pid > 0
+            && unsafe { libc::kill(pid, 0) } == -1
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            // What it mounted there (a tmpfs, a loop ext4) is its own: unmount, as Drop would.
+            let path = e.path();
+            for m in mounts_below(&path) {
+                lazy_unmount(&m);
+            }
+            if mounts_below(&path).is_empty() {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
     }
 }
 
