@@ -3,7 +3,8 @@
 //! A [`Volume`] runs the real `emptydirfs serve` binary. Its daemon gets SIGTERM when the
 //! test thread that started it ends (`PR_SET_PDEATHSIG`), and `Drop` stops it, falls back
 //! to SIGKILL and a lazy unmount, then removes the temporary directory: a failing or
-//! panicking test leaves no mount, daemon or directory behind.
+//! panicking test leaves no mount, daemon or directory behind; what a test binary
+//! killed by a signal leaves, the next one removes ([`TempDir`], in `harness/tempdir.rs`).
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -13,101 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod tempdir;
+pub use tempdir::*;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_emptydirfs");
-
-/// A directory under the system temp dir, removed with its contents on drop.
-///
-/// Its name carries the test process's pid (`emptydirfs-<tag>-<pid>-XXXXXX`). A test
-/// binary killed by a signal runs no `Drop` (its daemons still go, by
-/// `PR_SET_PDEATHSIG`, and unmount); the next test binary unmounts and removes what
-/// such a dead process left.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static SWEEP: std::sync::Once = std::sync::Once::new();
-        SWEEP.call_once(remove_dirs_of_dead_runs);
-        let pid = std::process::id();
-        let template = std::env::temp_dir().join(format!("emptydirfs-{tag}-{pid}-XXXXXX"));
-        let c = CString::new(template.as_os_str().as_bytes()).unwrap();
-        let raw = c.into_raw();
-        let p = unsafe { libc::mkdtemp(raw) };
-        let c = unsafe { CString::from_raw(raw) };
-        assert!(!p.is_null(), "mkdtemp: {}", io::Error::last_os_error());
-        let dir = TempDir(PathBuf::from(OsStr::from_bytes(c.as_bytes())));
-        // Tests act as other uids inside: let them through.
-        std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        dir
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // Never delete through a mount that is still there: unmount first.
-        for m in mounts_below(&self.0) {
-            lazy_unmount(&m);
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Removes the temporary directories of test processes that are gone.
-fn remove_dirs_of_dead_runs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.starts_with("emptydirfs-") {
-            continue;
-        }
-        // emptydirfs-<tag>-<pid>-XXXXXX: the pid is the field before the last.
-        let Some(pid) = name.rsplit('-').nth(1).and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        let gone = pid > 0
-            && unsafe { libc::kill(pid, 0) } == -1
-            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if gone {
-            // What it mounted there (a tmpfs, a loop ext4) is its own: unmount, as Drop would.
-            let path = e.path();
-            for m in mounts_below(&path) {
-                lazy_unmount(&m);
-            }
-            if mounts_below(&path).is_empty() {
-                let _ = std::fs::remove_dir_all(&path);
-            }
-        }
-    }
-}
-
-/// Mount points at or below `dir`, deepest first.
-pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<PathBuf> = table
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    found.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-    found
-}
-
-pub fn is_mounted(path: &Path) -> bool {
-    mounts_below(path).iter().any(|p| p == path)
-}
-
-pub fn lazy_unmount(path: &Path) {
-    let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-}
 
 /// The media a volume can be served from, each a configuration the shared cases run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
