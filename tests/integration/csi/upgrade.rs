@@ -56,12 +56,13 @@ fn a_new_plugin_hands_old_daemons_over(m: Medium) {
         cgroup(new).contains(&format!("pod{}/emptydirfs-{}", pod.uid, v.id)),
         "still the pod's"
     );
-    assert!(
-        node.log_text()
-            .contains("1 volumes handed to daemons of this build"),
-        "{}",
-        node.log_text()
-    );
+    // Logged once every hand-off has returned, which is after the new daemon serves.
+    let handed = "1 volumes handed to daemons of this build";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !node.log_text().contains(handed) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(node.log_text().contains(handed), "{}", node.log_text());
     node.client.unpublish(&v.id, &v.target).unwrap();
     node.assert_gone(&v);
 }
