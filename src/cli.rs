@@ -1,12 +1,12 @@
 //! Command-line interface: the arguments of each command.
 
-use crate::csi::CsiOptions;
-use crate::csi::policy::{MediumKind, Policy};
-use crate::emptydir::layout::{self, DEFAULT_KUBELET_ROOT};
-use crate::emptydir::setup::SetupRequest;
+pub use crate::common::serve_args::ServeArgs;
+use crate::control::csi::CsiOptions;
+use crate::control::csi::policy::Policy;
+use crate::control::emptydir::setup::SetupRequest;
+use crate::control::volume::names::{self, DEFAULT_KUBELET_ROOT};
+use crate::control::volume::spec::{self, MediumArg, MediumKind};
 use crate::quantity;
-use crate::serve::{Medium, ServeOptions};
-use crate::volume::spec::{self, MediumArg};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -49,7 +49,7 @@ pub struct CsiArgs {
     #[arg(long, value_name = "NODE")]
     pub node_id: String,
     /// The driver's name (GetPluginInfo), as in the CSIDriver object and pods' `csi.driver`.
-    #[arg(long, value_name = "NAME", default_value = "csi.emptydirfs.io", value_parser = crate::csi::check_driver_name)]
+    #[arg(long, value_name = "NAME", default_value = "csi.emptydirfs.io", value_parser = crate::control::csi::check_driver_name)]
     pub driver_name: String,
     /// Where volumes are recorded and disk volumes keep their data (a host directory).
     #[arg(long, value_name = "DIR", default_value = "/var/lib/emptydirfs")]
@@ -126,10 +126,10 @@ impl CsiArgs {
 #[derive(clap::Args, Debug)]
 pub struct SetupArgs {
     /// The pod's UID (letters, digits and '-').
-    #[arg(long, value_name = "UID", value_parser = layout::check_pod_uid)]
+    #[arg(long, value_name = "UID", value_parser = names::check_pod_uid)]
     pub pod_uid: String,
     /// The volume's name in the pod spec (a DNS-1123 label).
-    #[arg(long, value_name = "NAME", value_parser = layout::check_volume_name)]
+    #[arg(long, value_name = "NAME", value_parser = names::check_volume_name)]
     pub volume: String,
     /// Kubernetes medium: "" (the node's disk), Memory, HugePages, HugePages-2Mi, HugePages-1Gi.
     #[arg(long, default_value = "", hide_default_value = true, value_parser = spec::parse_medium)]
@@ -167,9 +167,9 @@ impl SetupArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct TeardownArgs {
-    #[arg(long, value_name = "UID", value_parser = layout::check_pod_uid)]
+    #[arg(long, value_name = "UID", value_parser = names::check_pod_uid)]
     pub pod_uid: String,
-    #[arg(long, value_name = "NAME", value_parser = layout::check_volume_name)]
+    #[arg(long, value_name = "NAME", value_parser = names::check_volume_name)]
     pub volume: String,
     /// Seconds the daemon gets to exit after SIGTERM before SIGKILL.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
@@ -180,9 +180,9 @@ pub struct TeardownArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct UpgradeArgs {
-    #[arg(long, value_name = "UID", value_parser = layout::check_pod_uid)]
+    #[arg(long, value_name = "UID", value_parser = names::check_pod_uid)]
     pub pod_uid: String,
-    #[arg(long, value_name = "NAME", value_parser = layout::check_volume_name)]
+    #[arg(long, value_name = "NAME", value_parser = names::check_volume_name)]
     pub volume: String,
     #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
     pub kubelet_root: PathBuf,
@@ -191,58 +191,11 @@ pub struct UpgradeArgs {
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     /// Only this pod's volumes.
-    #[arg(long, value_name = "UID", value_parser = layout::check_pod_uid)]
+    #[arg(long, value_name = "UID", value_parser = names::check_pod_uid)]
     pub pod_uid: Option<String>,
     /// A JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
     #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
     pub kubelet_root: PathBuf,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct ServeArgs {
-    /// Where the volume's data lives.
-    #[arg(long, value_enum)]
-    pub medium: Medium,
-    /// The directory a disk volume serves (its data stays there across restarts).
-    #[arg(long, value_name = "DIR", required_if_eq("medium", "disk"))]
-    pub backing: Option<PathBuf>,
-    /// Hard size limit, a Kubernetes quantity (64Mi, 1Gi, 500M, 1e9); default: half of RAM (memory), none of its own (disk).
-    #[arg(long, value_name = "QUANTITY", allow_hyphen_values = true, value_parser = quantity::parse_positive)]
-    pub size_limit: Option<u64>,
-    /// Hard limit on files, directories and other inodes; default: as tmpfs, RAM pages / 2 (memory), the backing filesystem's (disk).
-    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = quantity::parse_positive)]
-    pub inode_limit: Option<u64>,
-    /// Threads serving requests; default: one per CPU, between 2 and 8.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub threads: Option<u16>,
-    /// Write `ready` to this inherited fd once mounted, then close it (used by `setup`).
-    #[arg(long, value_name = "FD", hide = true)]
-    pub ready_fd: Option<i32>,
-    /// Listen here (mode 0600, root only) for hand-offs to a new daemon and for status.
-    #[arg(long, value_name = "PATH")]
-    pub control_socket: Option<PathBuf>,
-    /// Take the mounted volume over from the daemon behind this control socket (used by
-    /// `upgrade`).
-    #[arg(long, value_name = "PATH", hide = true)]
-    pub take_over: Option<PathBuf>,
-    /// An existing, empty directory that is not a mount point.
-    pub mountpoint: PathBuf,
-}
-
-impl ServeArgs {
-    pub fn options(&self) -> ServeOptions {
-        ServeOptions {
-            medium: self.medium,
-            mountpoint: self.mountpoint.clone(),
-            backing: self.backing.clone(),
-            size_limit: self.size_limit,
-            inode_limit: self.inode_limit,
-            threads: self.threads.map(usize::from),
-            ready_fd: self.ready_fd,
-            control_socket: self.control_socket.clone(),
-            take_over: self.take_over.clone(),
-        }
-    }
 }

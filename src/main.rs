@@ -2,16 +2,16 @@
 
 use clap::Parser;
 use emptydirfs::cli::{Cli, Command};
-use emptydirfs::emptydir::{setup, status, teardown};
+use emptydirfs::control::emptydir::{setup, status, teardown};
+use emptydirfs::control::volume::lifecycle::Upgraded;
 use emptydirfs::error::Failure;
-use emptydirfs::volume::lifecycle::Upgraded;
 use std::time::Duration;
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Serve(args) => emptydirfs::serve::serve(&args.options()),
+        Command::Serve(args) => emptydirfs::daemon::serve(args),
         Command::Setup(args) => setup::setup(&args.request()).map(|outcome| match outcome {
             setup::Outcome::AlreadyServing(path) => println!("{}", path.display()),
             setup::Outcome::Started(path, note) => {
@@ -28,19 +28,21 @@ fn main() {
             Duration::from_secs(args.grace),
         ),
         Command::Status(args) => show_status(args),
-        Command::Csi(args) => emptydirfs::csi::run(&args.options()),
-        Command::Upgrade(args) => {
-            emptydirfs::emptydir::upgrade::upgrade(&args.kubelet_root, &args.pod_uid, &args.volume)
-                .map(|done| match done {
-                    Upgraded::HandedOff(pid) => {
-                        println!("volume {}: served by daemon {pid} now", args.volume)
-                    }
-                    Upgraded::KernelServed => println!(
-                        "volume {}: hugetlbfs, served by the kernel: nothing to hand off",
-                        args.volume
-                    ),
-                })
-        }
+        Command::Csi(args) => emptydirfs::control::csi::run(&args.options()),
+        Command::Upgrade(args) => emptydirfs::control::emptydir::upgrade::upgrade(
+            &args.kubelet_root,
+            &args.pod_uid,
+            &args.volume,
+        )
+        .map(|done| match done {
+            Upgraded::HandedOff(pid) => {
+                println!("volume {}: served by daemon {pid} now", args.volume)
+            }
+            Upgraded::KernelServed => println!(
+                "volume {}: hugetlbfs, served by the kernel: nothing to hand off",
+                args.volume
+            ),
+        }),
     };
     if let Err(failure) = result {
         eprintln!("emptydirfs: error: {failure}");

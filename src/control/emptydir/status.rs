@@ -1,0 +1,305 @@
+//! `emptydirfs status`: every emptyDir volume under a kubelet root, from the mount table,
+//! the meta dirs and one `statfs` each (the daemon's counters), never from a walk.
+
+use super::layout::{self, Layout};
+use crate::common::control::{self as client, field};
+use crate::control::volume::daemon;
+use crate::control::volume::probe::{Counters, Health, probe};
+use crate::control::volume::spec::{VolumeMedium, VolumeSpec};
+use crate::error::{Failure, invalid};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct VolumeStatus {
+    pub pod_uid: String,
+    pub name: String,
+    pub path: PathBuf,
+    /// What setup was asked for (`None`: no readable `volume.conf`).
+    pub spec: Option<VolumeSpec>,
+    pub ready: bool,
+    /// A teardown of it was interrupted.
+    pub deleting: bool,
+    pub pids: Vec<u32>,
+    pub health: Health,
+    /// Its daemon's answer to `STATUS` (version, build, hand-offs), if it gave one.
+    pub daemon: Option<String>,
+}
+
+impl VolumeStatus {
+    fn counters(&self) -> Option<&Counters> {
+        match &self.health {
+            Health::Serving(_, c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The size limit in force: the one asked for, or a memory volume's default.
+    pub fn size_limit(&self) -> Option<u64> {
+        let spec = self.spec.as_ref()?;
+        match spec.medium {
+            VolumeMedium::Memory => spec.size_limit.or(self.counters()?.size),
+            _ => spec.size_limit,
+        }
+    }
+
+    pub fn inode_limit(&self) -> Option<u64> {
+        let spec = self.spec.as_ref()?;
+        match spec.medium {
+            VolumeMedium::Memory => spec.inode_limit.or(self.counters()?.inodes),
+            _ => spec.inode_limit,
+        }
+    }
+
+    pub fn used_bytes(&self) -> Option<u64> {
+        self.counters()?.used_bytes
+    }
+
+    pub fn inodes_used(&self) -> Option<u64> {
+        self.counters()?.inodes_used
+    }
+
+    /// The daemon's version and build (`0.1.0+<hash>`).
+    pub fn daemon_build(&self) -> Option<&str> {
+        field(self.daemon.as_deref()?, "build")
+    }
+
+    /// Hand-offs the volume went through.
+    pub fn handoffs(&self) -> Option<u64> {
+        field(self.daemon.as_deref()?, "handoffs")?.parse().ok()
+    }
+
+    /// `serving`, `dead mount`, ..., with `(not ready)` or `(deleting)` when so.
+    pub fn health_label(&self) -> String {
+        let mut s = self.health.label().to_string();
+        if self.deleting {
+            s += " (deleting)";
+        } else if !self.ready {
+            s += " (not ready)";
+        }
+        s
+    }
+}
+
+/// The volumes of one pod (`pod_uid`) or of every pod, sorted by pod and name.
+pub fn status(kubelet_root: &Path, pod_uid: Option<&str>) -> Result<Vec<VolumeStatus>, Failure> {
+    let root = layout::check_kubelet_root(kubelet_root)?;
+    let pods: Vec<String> = match pod_uid {
+        Some(uid) => vec![layout::check_pod_uid(uid).map_err(invalid)?],
+        None => names_in(&root.join("pods"))
+            .into_iter()
+            .filter(|n| layout::check_pod_uid(n).is_ok())
+            .collect(),
+    };
+    let daemons = daemon::all();
+    let mut out = Vec::new();
+    for uid in pods {
+        let l = Layout::new(root.clone(), uid.clone(), String::new());
+        let mut names = BTreeSet::new();
+        let mut deleting = BTreeSet::new();
+        for n in names_in(&l.volumes_dir()) {
+            names.insert(n);
+        }
+        for n in names_in(&l.plugins_dir()) {
+            match layout::deleting_name(&n) {
+                Some(v) => deleting.insert(v.to_string()),
+                None => names.insert(n),
+            };
+        }
+        names.extend(deleting.iter().cloned());
+        for name in names
+            .into_iter()
+            .filter(|n| layout::check_volume_name(n).is_ok())
+        {
+            let l = Layout::new(root.clone(), uid.clone(), name.clone());
+            let path = l.volume_dir();
+            let health = probe(&path);
+            let daemon = match health {
+                Health::Serving(ref t, _) if t == crate::common::FSTYPE => {
+                    client::status(&l.control_socket(), Duration::from_secs(2)).ok()
+                }
+                _ => None,
+            };
+            out.push(VolumeStatus {
+                pod_uid: uid.clone(),
+                spec: VolumeSpec::read(&l.config_file()).ok().flatten(),
+                ready: l.ready_file().exists(),
+                deleting: deleting.contains(&name),
+                pids: daemons
+                    .iter()
+                    .filter(|(_, m)| *m == path)
+                    .map(|(p, _)| *p)
+                    .collect(),
+                health,
+                daemon,
+                name,
+                path,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `1.5Gi`, `12.0Mi`, `512` (bytes; `-` for unknown).
+fn human(n: Option<u64>) -> String {
+    let Some(n) = n else { return "-".into() };
+    let units = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let mut value = n as f64;
+    let mut unit = "";
+    for u in units {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    if unit.is_empty() {
+        n.to_string()
+    } else {
+        format!("{value:.1}{unit}")
+    }
+}
+
+/// A table for people.
+pub fn render_table(volumes: &[VolumeStatus]) -> String {
+    let mut rows = vec![
+        [
+            "POD UID", "VOLUME", "MEDIUM", "LIMIT", "USED", "INODES", "PID", "DAEMON", "HANDOFFS",
+            "HEALTH",
+        ]
+        .map(String::from),
+    ];
+    for v in volumes {
+        let medium = v.spec.as_ref().map_or("?".into(), |s| match s.medium {
+            VolumeMedium::Disk => "disk".into(),
+            m => m.kubernetes_name(),
+        });
+        let memory = v
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.medium == VolumeMedium::Memory);
+        let limit = match v.size_limit() {
+            Some(n) => human(Some(n)),
+            // A memory volume always has one (half of RAM), known only from its daemon.
+            None if v.spec.is_some() && !memory => "none".into(),
+            None => "-".into(),
+        };
+        let inodes = match (v.inodes_used(), v.inode_limit()) {
+            (Some(u), Some(l)) => format!("{u}/{l}"),
+            (Some(u), None) => u.to_string(),
+            (None, _) => "-".into(),
+        };
+        let pids = if v.pids.is_empty() {
+            "-".into()
+        } else {
+            v.pids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        rows.push([
+            v.pod_uid.clone(),
+            v.name.clone(),
+            medium,
+            limit,
+            human(v.used_bytes()),
+            inodes,
+            pids,
+            v.daemon_build().unwrap_or("-").to_string(),
+            v.handoffs().map_or("-".into(), |n| n.to_string()),
+            v.health_label(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..10)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out += cells.join("  ").trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out += "\\\"",
+            '\\' => out += "\\\\",
+            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_num(n: Option<u64>) -> String {
+    n.map_or("null".into(), |n| n.to_string())
+}
+
+/// A JSON array for machines: one object per volume; unknown numbers are `null`.
+pub fn render_json(volumes: &[VolumeStatus]) -> String {
+    let objects: Vec<String> = volumes
+        .iter()
+        .map(|v| {
+            let medium = v.spec.as_ref().map_or("null".into(), |s| json_str(&s.medium.kubernetes_name()));
+            let pid = v.pids.first().map(|p| u64::from(*p));
+            format!(
+                "{{\"pod_uid\":{},\"volume\":{},\"path\":{},\"medium\":{},\"size_limit\":{},\"used_bytes\":{},\"inode_limit\":{},\"inodes_used\":{},\"pid\":{},\"daemon_version\":{},\"handoffs\":{},\"health\":{},\"ready\":{},\"deleting\":{}}}",
+                json_str(&v.pod_uid),
+                json_str(&v.name),
+                json_str(&v.path.to_string_lossy()),
+                medium,
+                json_num(v.size_limit()),
+                json_num(v.used_bytes()),
+                json_num(v.inode_limit()),
+                json_num(v.inodes_used()),
+                json_num(pid),
+                v.daemon_build().map_or("null".into(), json_str),
+                json_num(v.handoffs()),
+                json_str(v.health.label()),
+                v.ready,
+                v.deleting
+            )
+        })
+        .collect();
+    format!("[{}]\n", objects.join(",\n "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human(Some(512)), "512");
+        assert_eq!(human(Some(64 << 20)), "64.0Mi");
+        assert_eq!(human(Some(1536 << 20)), "1.5Gi");
+        assert_eq!(human(None), "-");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+}

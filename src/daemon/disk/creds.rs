@@ -1,0 +1,83 @@
+//! Acting with a caller's identity, for one thread, while creating a file.
+//!
+//! New files must belong to the caller from their first moment, so the creating thread
+//! switches its filesystem uid and gid (`setfsuid`/`setfsgid` are per thread in the
+//! kernel; the raw syscalls are used so glibc does not broadcast them). Switching away
+//! from fsuid 0 drops the filesystem capabilities from the effective set; they are raised
+//! again from the permitted set, because the kernel has already checked the caller's
+//! permissions against the attributes we report (`default_permissions`), and the daemon
+//! must still reach directories the caller may only enter through supplementary groups.
+//! Dropping the guard returns the thread to fsuid 0, which restores the capabilities.
+
+use crate::daemon::fs::{Caller, Errno, Result};
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_V3: u32 = 0x2008_0522;
+
+fn raise_effective_to_permitted() -> Result<()> {
+    let mut hdr = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    if unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) } < 0 {
+        return Err(Errno::last());
+    }
+    for d in &mut data {
+        d.effective = d.permitted;
+    }
+    if unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// While alive, files this thread creates belong to the caller.
+pub struct AsCaller(());
+
+impl AsCaller {
+    pub fn new(who: &Caller) -> Result<AsCaller> {
+        unsafe {
+            libc::syscall(libc::SYS_setfsgid, who.gid);
+            libc::syscall(libc::SYS_setfsuid, who.uid);
+        }
+        let guard = AsCaller(());
+        // They return the previous id whatever happens: ask again (-1 changes nothing)
+        // to make sure the switch took, or the file would be created as root.
+        let (uid, gid) = unsafe {
+            (
+                libc::syscall(libc::SYS_setfsuid, u32::MAX),
+                libc::syscall(libc::SYS_setfsgid, u32::MAX),
+            )
+        };
+        if (uid as u32, gid as u32) != (who.uid, who.gid) {
+            return Err(Errno::EPERM);
+        }
+        if who.uid != 0 {
+            raise_effective_to_permitted()?;
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for AsCaller {
+    fn drop(&mut self) {
+        unsafe {
+            libc::syscall(libc::SYS_setfsuid, 0);
+            libc::syscall(libc::SYS_setfsgid, 0);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! A disk volume handed to a successor: the node table, the open files and directories
+//! with their descriptors (an open file's backing descriptor, and its `O_DIRECT` one,
+//! go as they are, so a file unlinked while open stays reachable), the usage counters
+//! and the limits. Nothing is walked again: the counters are the predecessor's.
+
+use super::data::{OpenDir, OpenFile};
+use super::nodes::Nodes;
+use super::{DIRENT_BUF, DiskFs};
+use crate::daemon::fs::Transfer;
+use crate::daemon::fs::usage::{Usage, UsageSnapshot};
+use crate::daemon::state::FdTable;
+use crate::daemon::state::{Reader, Refused, Writer};
+use dashmap::DashMap;
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+impl Transfer for DiskFs {
+    fn export(&self, w: &mut Writer, fds: &mut Vec<RawFd>) -> std::io::Result<()> {
+        w.u64(self.dev);
+        w.bool(self.size_limited);
+        w.bool(self.inodes_limited);
+        self.usage.snapshot().write(w);
+        self.nodes.write_state(w, fds);
+        w.u64(self.next_fh.load(Relaxed));
+        let files: Vec<(u64, Arc<OpenFile>)> = self
+            .files
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect();
+        w.u64(files.len() as u64);
+        for (fh, f) in files {
+            w.u64(fh);
+            w.u64(f.node.ino);
+            w.u64(FdTable::push(fds, f.fd.as_raw_fd()));
+            match &f.direct {
+                Some(d) => {
+                    w.bool(true);
+                    w.u64(FdTable::push(fds, d.as_raw_fd()));
+                }
+                None => w.bool(false),
+            }
+        }
+        let dirs: Vec<(u64, Arc<OpenDir>)> = self
+            .dirs
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect();
+        w.u64(dirs.len() as u64);
+        for (fh, d) in dirs {
+            w.u64(fh);
+            w.u64(FdTable::push(fds, d.fd.as_raw_fd()));
+        }
+        Ok(())
+    }
+
+    fn import(r: &mut Reader<'_>, fds: &mut FdTable) -> Result<DiskFs, Refused> {
+        let dev = r.u64()?;
+        let (size_limited, inodes_limited) = (r.bool()?, r.bool()?);
+        let usage = Usage::from_snapshot(UsageSnapshot::read(r)?);
+        let nodes = Nodes::read_state(r, fds)?;
+        let next_fh = r.u64()?;
+        let files = DashMap::new();
+        let mut opens: HashMap<u64, u32> = HashMap::new();
+        for _ in 0..r.count(25)? {
+            let fh = r.u64()?;
+            let node = nodes
+                .get(r.u64()?)
+                .map_err(|_| format!("open file {fh} of no node"))?;
+            let fd = Arc::new(fds.take(r.u64()?)?);
+            let direct = if r.bool()? {
+                Some(fds.take(r.u64()?)?)
+            } else {
+                None
+            };
+            if fh >= next_fh {
+                return Err(format!(
+                    "open file {fh} at or past the next handle {next_fh}"
+                ));
+            }
+            node.pin(&fd);
+            *opens.entry(node.ino).or_default() += 1;
+            files.insert(fh, Arc::new(OpenFile { fd, node, direct }));
+        }
+        for n in nodes.all() {
+            let want = opens.get(&n.ino).copied().unwrap_or(0);
+            if n.state().opens != want {
+                return Err(format!(
+                    "node {} counts {} opens, {want} files are open",
+                    n.ino,
+                    n.state().opens
+                ));
+            }
+        }
+        let dirs = DashMap::new();
+        for _ in 0..r.count(16)? {
+            let fh = r.u64()?;
+            let fd = fds.take(r.u64()?)?;
+            dirs.insert(
+                fh,
+                Arc::new(OpenDir {
+                    fd,
+                    buf: vec![0; DIRENT_BUF].into(),
+                }),
+            );
+        }
+        // As DiskFs::open: modes arrive with the caller's umask applied already.
+        unsafe { libc::umask(0) };
+        Ok(DiskFs {
+            nodes,
+            dev,
+            files,
+            dirs,
+            next_fh: AtomicU64::new(next_fh),
+            usage,
+            size_limited,
+            inodes_limited,
+        })
+    }
+}

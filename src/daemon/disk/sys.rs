@@ -1,0 +1,445 @@
+//! Thin wrappers over the `*at` system calls the disk backend uses.
+//!
+//! Every call names a file by a descriptor, or by a directory descriptor and one name
+//! component, never by a path built from names; nothing here follows a symlink
+//! (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`, `AT_EMPTY_PATH`). xattrs of any file type are
+//! reached through `/proc/self/fd/N` of an `O_PATH` descriptor, which names the inode
+//! itself (a magic link, not a path through the backing tree).
+
+use crate::daemon::fs::{Errno, Result};
+use std::ffi::{CStr, CString, OsStr};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+pub fn cstr(name: &OsStr) -> Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+fn check(rc: libc::c_int) -> Result<libc::c_int> {
+    if rc < 0 { Err(Errno::last()) } else { Ok(rc) }
+}
+
+fn check_size(rc: libc::ssize_t) -> Result<usize> {
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+/// Retries a call interrupted by a signal.
+fn retry<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.0 == libc::EINTR => continue,
+            r => return r,
+        }
+    }
+}
+
+pub fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: i32, mode: u32) -> Result<OwnedFd> {
+    let fd = retry(|| {
+        check(unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                mode,
+            )
+        })
+    })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An `O_PATH` descriptor of `name` in `dir`, the symlink itself if it is one.
+pub fn open_path(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd> {
+    openat(dir, name, libc::O_PATH, 0)
+}
+
+pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    check(unsafe {
+        libc::fstatat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            &mut st,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(st)
+}
+
+pub fn fstatat(dir: BorrowedFd<'_>, name: &CStr) -> Result<libc::stat> {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    check(unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(st)
+}
+
+pub fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> Result<()> {
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
+}
+
+pub fn mknodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32, rdev: u64) -> Result<()> {
+    check(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, rdev) }).map(drop)
+}
+
+pub fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> Result<()> {
+    check(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) }).map(drop)
+}
+
+/// Links the inode behind `fd` (any kind of descriptor) as `name` in `dir`.
+pub fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &CStr) -> Result<()> {
+    check(unsafe {
+        libc::linkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+pub fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: i32) -> Result<()> {
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop)
+}
+
+pub fn renameat2(
+    from: BorrowedFd<'_>,
+    a: &CStr,
+    to: BorrowedFd<'_>,
+    b: &CStr,
+    flags: u32,
+) -> Result<()> {
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            from.as_raw_fd(),
+            a.as_ptr(),
+            to.as_raw_fd(),
+            b.as_ptr(),
+            flags,
+        )
+    };
+    check(rc as libc::c_int).map(drop)
+}
+
+pub fn readlink(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    let n = check_size(unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    })?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
+    // fchmodat2 (Linux 6.6) takes AT_EMPTY_PATH on O_PATH descriptors.
+    let rc = unsafe { libc::syscall(452, fd.as_raw_fd(), c"".as_ptr(), mode, libc::AT_EMPTY_PATH) };
+    match check(rc as libc::c_int) {
+        Err(e) if e == Errno::ENOSYS => {
+            // Older kernels: chmod through the magic link, which names the inode itself.
+            // Symlinks have no mode of their own to change.
+            if fstat(fd)?.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let p = proc_fd(fd.as_raw_fd());
+            check(unsafe { libc::chmod(p.as_ptr(), mode) }).map(drop)
+        }
+        r => r.map(drop),
+    }
+}
+
+pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
+    check(unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            uid,
+            gid,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+pub fn utimens(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> Result<()> {
+    check(unsafe {
+        libc::utimensat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            times.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize> {
+    retry(|| {
+        check_size(unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                offset as i64,
+            )
+        })
+    })
+}
+
+pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize> {
+    retry(|| {
+        check_size(unsafe {
+            libc::pwrite(
+                fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                offset as i64,
+            )
+        })
+    })
+}
+
+pub fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> Result<()> {
+    retry(|| check(unsafe { libc::ftruncate(fd.as_raw_fd(), size as i64) }).map(drop))
+}
+
+pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> Result<()> {
+    retry(|| {
+        check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset as i64, len as i64) }).map(drop)
+    })
+}
+
+pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> Result<i64> {
+    let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
+    if r < 0 { Err(Errno::last()) } else { Ok(r) }
+}
+
+pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> Result<()> {
+    let rc = unsafe {
+        if datasync {
+            libc::fdatasync(fd.as_raw_fd())
+        } else {
+            libc::fsync(fd.as_raw_fd())
+        }
+    };
+    check(rc).map(drop)
+}
+
+pub fn copy_file_range(
+    i: BorrowedFd<'_>,
+    off_in: u64,
+    o: BorrowedFd<'_>,
+    off_out: u64,
+    len: usize,
+) -> Result<usize> {
+    let (mut a, mut b) = (off_in as i64, off_out as i64);
+    retry(|| {
+        check_size(unsafe {
+            libc::copy_file_range(i.as_raw_fd(), &mut a, o.as_raw_fd(), &mut b, len, 0)
+        })
+    })
+}
+
+pub fn statvfs(fd: BorrowedFd<'_>) -> Result<libc::statvfs> {
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+/// Reopens the inode behind an `O_PATH` descriptor with real access `flags`, through
+/// its `/proc/self/fd` magic link (which names the inode, not a path in the tree).
+pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd> {
+    let proc = proc_fd(fd.as_raw_fd());
+    let rc = retry(|| {
+        check(unsafe {
+            libc::open(
+                proc.as_ptr(),
+                (flags | libc::O_CLOEXEC) & !libc::O_NOFOLLOW & !libc::O_CREAT,
+            )
+        })
+    })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(rc) })
+}
+
+fn proc_fd(fd: RawFd) -> CString {
+    CString::new(format!("/proc/self/fd/{fd}")).unwrap()
+}
+
+pub fn getxattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<Vec<u8>> {
+    let p = proc_fd(fd.as_raw_fd());
+    loop {
+        let size = check_size(unsafe {
+            libc::getxattr(p.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0)
+        })?;
+        let mut buf = vec![0u8; size];
+        match check_size(unsafe {
+            libc::getxattr(p.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), size)
+        }) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(e) if e == Errno::ERANGE => continue, // grew in between
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+pub fn listxattr(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
+    let p = proc_fd(fd.as_raw_fd());
+    loop {
+        let size = check_size(unsafe { libc::listxattr(p.as_ptr(), std::ptr::null_mut(), 0) })?;
+        let mut buf = vec![0u8; size];
+        match check_size(unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), size) }) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(e) if e == Errno::ERANGE => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+pub fn setxattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> Result<()> {
+    let p = proc_fd(fd.as_raw_fd());
+    check(unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+pub fn removexattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<()> {
+    let p = proc_fd(fd.as_raw_fd());
+    check(unsafe { libc::removexattr(p.as_ptr(), name.as_ptr()) }).map(drop)
+}
+
+/// Reads directory entries from `fd` starting at `offset` (a `d_off` cookie from an
+/// earlier entry, or 0) into `buf`; returns the bytes filled (0 at the end).
+pub fn getdents(fd: BorrowedFd<'_>, offset: i64, buf: &mut [u8]) -> Result<usize> {
+    lseek(fd, offset, libc::SEEK_SET)?;
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            fd.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(rc as usize)
+    }
+}
+
+/// One entry of a `getdents64` buffer.
+pub struct RawDirent<'a> {
+    pub ino: u64,
+    pub next_offset: i64,
+    pub dtype: u8,
+    pub name: &'a [u8],
+}
+
+/// Parses a `getdents64` buffer.
+pub fn dirents(buf: &[u8]) -> impl Iterator<Item = RawDirent<'_>> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        if pos + 19 > buf.len() {
+            return None;
+        }
+        let ino = u64::from_ne_bytes(buf[pos..pos + 8].try_into().unwrap());
+        let next_offset = i64::from_ne_bytes(buf[pos + 8..pos + 16].try_into().unwrap());
+        let reclen = u16::from_ne_bytes(buf[pos + 16..pos + 18].try_into().unwrap()) as usize;
+        let dtype = buf[pos + 18];
+        let raw = &buf[pos + 19..pos + reclen];
+        let name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+        pos += reclen;
+        Some(RawDirent {
+            ino,
+            next_offset,
+            dtype,
+            name,
+        })
+    })
+}
+
+/// Byte ranges `[start, end)` of `fd` within `[from, to)` that hold allocated space,
+/// unwritten (fallocated) and delayed-allocation extents included, from `FIEMAP`.
+/// EOPNOTSUPP where the filesystem has no `FIEMAP` (tmpfs).
+pub fn extents(fd: BorrowedFd<'_>, from: u64, to: u64) -> Result<Vec<(u64, u64)>> {
+    const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
+    const FIEMAP_EXTENT_LAST: u32 = 1;
+    const BATCH: usize = 64;
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Extent {
+        logical: u64,
+        physical: u64,
+        length: u64,
+        reserved64: [u64; 2],
+        flags: u32,
+        reserved: [u32; 3],
+    }
+    #[repr(C)]
+    struct Fiemap {
+        start: u64,
+        length: u64,
+        flags: u32,
+        mapped: u32,
+        count: u32,
+        reserved: u32,
+        extents: [Extent; BATCH],
+    }
+    let mut ranges = Vec::new();
+    let mut pos = from;
+    while pos < to {
+        let mut m = Fiemap {
+            start: pos,
+            length: to - pos,
+            flags: 0,
+            mapped: 0,
+            count: BATCH as u32,
+            reserved: 0,
+            extents: [Extent::default(); BATCH],
+        };
+        if unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FIEMAP, &mut m as *mut Fiemap) } < 0 {
+            let e = Errno::last();
+            return Err(if e.0 == libc::ENOTTY {
+                Errno::EOPNOTSUPP
+            } else {
+                e
+            });
+        }
+        let found = &m.extents[..m.mapped as usize];
+        for e in found {
+            ranges.push((e.logical.max(from), (e.logical + e.length).min(to)));
+        }
+        match found.last() {
+            Some(last) if last.flags & FIEMAP_EXTENT_LAST == 0 => pos = last.logical + last.length,
+            _ => break,
+        }
+    }
+    Ok(ranges)
+}

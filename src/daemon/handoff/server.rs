@@ -1,0 +1,215 @@
+//! The predecessor's side: the control socket's thread in every daemon. It answers
+//! `STATUS` (version, build, hand-offs) and hands the volume over on `HELLO`.
+
+use super::Common;
+use crate::common::control::kind;
+use crate::common::wire;
+use crate::daemon::fault::fault;
+use crate::daemon::fs::Transfer;
+use crate::daemon::fuse::{Connection, Gate, IoModes};
+use crate::daemon::state::{FORMAT_VERSION, OLDEST_FORMAT, Writer};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long requests get to stop before a hand-off is given up.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How long the predecessor waits for each answer of its successor.
+const ANSWER_LIMIT: Duration = Duration::from_secs(60);
+
+/// What a running daemon hands on.
+pub struct Daemon<B: Transfer> {
+    pub backend: Arc<B>,
+    pub gate: Arc<Gate>,
+    pub io: Arc<IoModes>,
+    pub connection: Connection,
+    pub threads: usize,
+    pub mountpoint: PathBuf,
+    pub handoffs: u64,
+    pub listener: OwnedFd,
+}
+
+/// Serves the control socket on a thread of its own until the process ends (a hand-off
+/// that succeeded ends it).
+pub fn spawn<B: Transfer>(d: Daemon<B>) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            loop {
+                match wire::accept(d.listener.as_fd()) {
+                    Ok((conn, uid)) => serve_one(&d, conn, uid),
+                    Err(e) => {
+                        log::error!("control socket: {e}; no more hand-offs or status");
+                        return;
+                    }
+                }
+            }
+        })
+        .map(drop)
+}
+
+fn refuse(conn: &OwnedFd, why: &str) {
+    log::warn!("hand-off refused: {why}");
+    let _ = wire::send(conn.as_fd(), kind::REFUSED, why.as_bytes(), &[]);
+}
+
+fn serve_one<B: Transfer>(d: &Daemon<B>, conn: OwnedFd, uid: u32) {
+    // The request is read first, so that a refused asker reads why, not a reset.
+    let msg = match wire::recv(conn.as_fd(), Duration::from_secs(10)) {
+        Ok(m) => m,
+        Err(e) => return log::debug!("control connection: {e}"),
+    };
+    if uid != 0 {
+        return refuse(
+            &conn,
+            &format!("uid {uid} may not ask: the control socket is root's"),
+        );
+    }
+    match msg.kind {
+        kind::STATUS => {
+            let text = format!(
+                "version={}\nbuild={}\nhandoffs={}\npid={}\nmedium={}\n",
+                env!("CARGO_PKG_VERSION"),
+                crate::common::build(),
+                d.handoffs,
+                std::process::id(),
+                d.backend.medium()
+            );
+            let _ = wire::send(conn.as_fd(), kind::STATUS_ANSWER, text.as_bytes(), &[]);
+        }
+        kind::HELLO => hand_off(d, &conn, &String::from_utf8_lossy(&msg.payload)),
+        k => refuse(&conn, &format!("unknown request {:?}", k as char)),
+    }
+}
+
+fn hand_off<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd, hello: &str) {
+    let reads: Vec<u32> = hello
+        .lines()
+        .filter_map(|l| l.strip_prefix("format="))
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if !reads.contains(&FORMAT_VERSION) {
+        return refuse(
+            conn,
+            &format!(
+                "the successor reads state formats {reads:?}; this daemon writes {FORMAT_VERSION}"
+            ),
+        );
+    }
+    log::info!(
+        "hand-off asked ({}): stopping requests",
+        hello.replace('\n', " ").trim()
+    );
+    if !d.gate.drain(d.threads, &d.mountpoint, DRAIN_LIMIT) {
+        return refuse(
+            conn,
+            "requests did not stop in time (a request is stuck); still serving",
+        );
+    }
+    match offer(d, conn) {
+        Ok(()) => {
+            log::info!("the successor serves the volume now; exiting");
+            // No destructor, no unmount: the connection is the successor's.
+            unsafe { libc::_exit(0) };
+        }
+        Err(why) => {
+            log::warn!("hand-off failed: {why}; serving again");
+            d.gate.resume();
+        }
+    }
+}
+
+/// Sends the state; `Ok` once the successor serves (and this daemon must exit).
+fn offer<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd) -> Result<(), String> {
+    let mut w = Writer::default();
+    Common {
+        medium: d.backend.medium().to_string(),
+        mountpoint: d.mountpoint.display().to_string(),
+        handoffs: d.handoffs,
+        init: d.connection.init.clone(),
+    }
+    .write(&mut w);
+    let mut fds: Vec<RawFd> = Vec::new();
+    d.backend
+        .export(&mut w, &mut fds)
+        .map_err(|e| format!("writing the state: {e}"))?;
+    // A state as a build from before format 2 wrote it (this daemon cached every open
+    // as such a build did), to test taking over from one.
+    let as_format_1 = fault("state-format-1");
+    if !as_format_1 {
+        d.io.export(&mut w);
+    }
+    let version = match () {
+        _ if as_format_1 => 1,
+        _ if fault("state-format-newer") => FORMAT_VERSION + 1,
+        _ if fault("state-format-older") => OLDEST_FORMAT - 1,
+        _ => FORMAT_VERSION,
+    };
+    let mut state = w.finish(version);
+    if fault("state-damaged") {
+        let mid = state.len() / 2;
+        state[mid] ^= 0x55;
+    }
+    let memfd = sealed_memfd(&state).map_err(|e| format!("the state's memfd: {e}"))?;
+    let head = [
+        d.connection.device.as_raw_fd(),
+        d.listener.as_raw_fd(),
+        memfd.as_raw_fd(),
+    ];
+    let payload = format!("fds={}\nbytes={}\n", fds.len(), state.len());
+    let send = |k, p: &[u8], f: &[RawFd]| {
+        wire::send(conn.as_fd(), k, p, f).map_err(|e| format!("sending to the successor: {e}"))
+    };
+    send(kind::OFFER, payload.as_bytes(), &head)?;
+    for chunk in fds.chunks(wire::FDS_PER_MESSAGE) {
+        send(kind::FDS, b"", chunk)?;
+    }
+    log::info!(
+        "state offered: {} bytes, {} descriptors",
+        state.len(),
+        fds.len() + head.len()
+    );
+    let answer = |what| {
+        wire::recv(conn.as_fd(), ANSWER_LIMIT).map_err(|e| format!("waiting for {what}: {e}"))
+    };
+    let m = answer("READY")?;
+    match m.kind {
+        kind::READY => {}
+        kind::REFUSED => {
+            return Err(format!(
+                "the successor refused: {}",
+                String::from_utf8_lossy(&m.payload)
+            ));
+        }
+        k => return Err(format!("unexpected {:?} instead of READY", k as char)),
+    }
+    send(kind::GO, b"", &[])?;
+    // The successor holds this socket until it serves: end of file means it died first.
+    match answer("SERVING")?.kind {
+        kind::SERVING => Ok(()),
+        k => Err(format!("unexpected {:?} instead of SERVING", k as char)),
+    }
+}
+
+/// A memfd holding `data`, sealed so that it cannot change once sent.
+fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::FileExt;
+    let fd = unsafe {
+        libc::memfd_create(
+            c"emptydirfs-state".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all_at(data, 0)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file.into())
+}

@@ -1,0 +1,225 @@
+//! A memory volume handed to a successor: the inode table (every inode the kernel
+//! knows, with its number, lookup and open counts; names, attributes, xattrs, symlink
+//! targets and block maps), the usage counters and the slot allocator go in the state;
+//! the data stays in the memfd, whose descriptor goes with it (shared, never copied).
+//!
+//! What is read back is checked before it is served: entries name inodes of the table,
+//! a slot is used by one block of one file and is not free, usage equals what the inodes
+//! hold, the root is a directory.
+
+use super::MemoryFs;
+use super::dir::Dir;
+use super::file::FileData;
+use super::inode::{Body, Inode, Meta, SHORT_SYMLINK};
+use super::store::Store;
+use super::xattr::Xattrs;
+use crate::daemon::fs::Transfer;
+use crate::daemon::fs::usage::{Usage, UsageSnapshot};
+use crate::daemon::fs::{FileKind, ROOT_INO};
+use crate::daemon::state::FdTable;
+use crate::daemon::state::{Reader, Refused, Writer};
+use dashmap::DashMap;
+use std::collections::HashSet;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+const FILE: u8 = 0;
+const DIR: u8 = 1;
+const SYMLINK: u8 = 2;
+const SPECIAL: u8 = 3;
+
+fn write_meta(w: &mut Writer, m: &Meta) {
+    w.u16(m.perm);
+    w.u32(m.uid);
+    w.u32(m.gid);
+    w.u32(m.nlink);
+    w.u32(m.rdev);
+    w.time(m.atime);
+    w.time(m.mtime);
+    w.time(m.ctime);
+    m.xattrs.write_state(w);
+    w.u64(m.xattr_blocks);
+}
+
+fn read_meta(r: &mut Reader<'_>) -> Result<Meta, Refused> {
+    Ok(Meta {
+        perm: r.u16()?,
+        uid: r.u32()?,
+        gid: r.u32()?,
+        nlink: r.u32()?,
+        rdev: r.u32()?,
+        atime: r.time()?,
+        mtime: r.time()?,
+        ctime: r.time()?,
+        xattrs: Xattrs::read_state(r)?,
+        xattr_blocks: r.u64()?,
+    })
+}
+
+fn write_inode(w: &mut Writer, i: &Inode) {
+    w.u64(i.ino);
+    w.u32(i.kind.mode_bits());
+    w.u64(i.lookups.load(Relaxed));
+    w.u64(i.opens.load(Relaxed));
+    w.u64(i.parent());
+    w.bool(i.released.load(Relaxed));
+    write_meta(w, &i.meta());
+    match &*i.body() {
+        Body::File(f) => {
+            w.u8(FILE);
+            f.write_state(w);
+        }
+        Body::Dir(d) => {
+            w.u8(DIR);
+            d.write_state(w);
+        }
+        Body::Symlink(t) => {
+            w.u8(SYMLINK);
+            w.bytes(t);
+        }
+        Body::Special => w.u8(SPECIAL),
+    }
+}
+
+fn read_inode(r: &mut Reader<'_>) -> Result<Inode, Refused> {
+    let ino = r.u64()?;
+    let kind = FileKind::from_mode(r.u32()?).ok_or_else(|| format!("inode {ino} of no kind"))?;
+    let (lookups, opens, parent, released) = (r.u64()?, r.u64()?, r.u64()?, r.bool()?);
+    let meta = read_meta(r)?;
+    let body = match (r.u8()?, kind) {
+        (FILE, FileKind::Regular) => Body::File(FileData::read_state(r)?),
+        (DIR, FileKind::Directory) => Body::Dir(Dir::read_state(r)?),
+        (SYMLINK, FileKind::Symlink) => Body::Symlink(r.bytes()?.to_vec()),
+        (SPECIAL, _)
+            if !matches!(
+                kind,
+                FileKind::Regular | FileKind::Directory | FileKind::Symlink
+            ) =>
+        {
+            Body::Special
+        }
+        (tag, _) => {
+            return Err(format!(
+                "inode {ino}: a body ({tag}) of another kind ({kind:?})"
+            ));
+        }
+    };
+    let inode = Inode::new(ino, kind, body, meta, parent);
+    inode.lookups.store(lookups, Relaxed);
+    inode.opens.store(opens, Relaxed);
+    inode.released.store(released, Relaxed);
+    Ok(inode)
+}
+
+impl Transfer for MemoryFs {
+    fn export(&self, w: &mut Writer, fds: &mut Vec<RawFd>) -> std::io::Result<()> {
+        w.u64(self.next_ino.load(Relaxed));
+        self.usage.snapshot().write(w);
+        self.store.write_state(w, fds);
+        let inodes: Vec<Arc<Inode>> = self.table.iter().map(|e| e.value().clone()).collect();
+        w.u64(inodes.len() as u64);
+        for i in &inodes {
+            write_inode(w, i);
+        }
+        Ok(())
+    }
+
+    fn import(r: &mut Reader<'_>, fds: &mut FdTable) -> Result<MemoryFs, Refused> {
+        let next_ino = r.u64()?;
+        let usage = Usage::from_snapshot(UsageSnapshot::read(r)?);
+        let store = Store::read_state(r, fds)?;
+        let table = DashMap::new();
+        for _ in 0..r.count(40)? {
+            let inode = read_inode(r)?;
+            if inode.ino >= next_ino && inode.ino != ROOT_INO {
+                return Err(format!(
+                    "inode {} at or past the next number {next_ino}",
+                    inode.ino
+                ));
+            }
+            if table.insert(inode.ino, Arc::new(inode)).is_some() {
+                return Err("an inode number twice".into());
+            }
+        }
+        let fs = MemoryFs {
+            table,
+            next_ino: AtomicU64::new(next_ino),
+            usage,
+            store,
+            rename_lock: Mutex::new(()),
+        };
+        fs.check()?;
+        Ok(fs)
+    }
+}
+
+impl MemoryFs {
+    /// The consistency a received table must have before it is served.
+    fn check(&self) -> Result<(), Refused> {
+        let root = self.table.get(&ROOT_INO).ok_or("no root")?;
+        if root.kind != FileKind::Directory {
+            return Err("the root is not a directory".into());
+        }
+        drop(root);
+        let mut slots = HashSet::new();
+        let mut blocks = 0u64;
+        let mut live = 0u64;
+        for e in self.table.iter() {
+            let i = e.value();
+            match &*i.body() {
+                Body::Dir(d) => {
+                    for (name, entry) in d.entries() {
+                        let target = self.table.get(&entry.ino).ok_or_else(|| {
+                            format!(
+                                "{name:?} in directory {} names no inode ({})",
+                                i.ino, entry.ino
+                            )
+                        })?;
+                        if target.kind != entry.kind {
+                            return Err(format!(
+                                "{name:?} in {} is not of its inode's kind",
+                                i.ino
+                            ));
+                        }
+                    }
+                }
+                Body::File(f) => {
+                    for s in f.slots() {
+                        if !slots.insert(s) || self.store.is_free(s) {
+                            return Err(format!(
+                                "slot {s} of inode {} is free or used twice",
+                                i.ino
+                            ));
+                        }
+                    }
+                    if !i.released.load(Relaxed) {
+                        blocks += f.held_blocks();
+                    }
+                }
+                Body::Symlink(t) if t.len() > SHORT_SYMLINK && !i.released.load(Relaxed) => {
+                    blocks += 1
+                }
+                _ => {}
+            }
+            if !i.released.load(Relaxed) {
+                blocks += i.meta().xattr_blocks;
+                live += 1;
+            }
+        }
+        if slots.len() as u64 != self.store.slots_in_use() {
+            return Err(format!(
+                "{} slots in block maps, {} in use in the store",
+                slots.len(),
+                self.store.slots_in_use()
+            ));
+        }
+        let (used, inodes) = (self.usage.blocks_used(), self.usage.inodes_used());
+        if used != blocks || inodes != live {
+            return Err(format!(
+                "usage says {used} blocks and {inodes} inodes; the inodes hold {blocks} and are {live}"
+            ));
+        }
+        Ok(())
+    }
+}

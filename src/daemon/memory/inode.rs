@@ -1,0 +1,134 @@
+//! One in-memory inode and its locks.
+//!
+//! # Locks
+//! Each inode has two: `body` (a directory's entries, a file's data, a symlink's target)
+//! and `meta` (mode, owner, times, link count, xattrs). Lock order, everywhere:
+//! 1. `MemoryFs::rename_lock`, taken only by renames between two directories;
+//! 2. `body` of directories, a parent before its child, two parents in inode order;
+//! 3. `body` of the non-directory an operation acts on;
+//! 4. `meta` of any inode, one at a time, never held while taking a `body`.
+//!
+//! No lock is held while the inode table (a `DashMap`) is locked: Arcs are cloned out.
+
+use super::dir::Dir;
+use super::file::FileData;
+use super::xattr::Xattrs;
+use crate::daemon::fs::{Attr, FileKind, Ino};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
+
+/// Symlinks up to this length are stored inline and take no block, as in tmpfs.
+pub const SHORT_SYMLINK: usize = 128;
+
+#[derive(Debug)]
+pub enum Body {
+    File(FileData),
+    Dir(Dir),
+    Symlink(Vec<u8>),
+    Special,
+}
+
+#[derive(Debug)]
+pub struct Meta {
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub rdev: u32,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub xattrs: Xattrs,
+    /// Blocks charged to the volume for the xattrs.
+    pub xattr_blocks: u64,
+}
+
+impl Meta {
+    pub fn touch_mc(&mut self, now: SystemTime) {
+        self.mtime = now;
+        self.ctime = now;
+    }
+}
+
+#[derive(Debug)]
+pub struct Inode {
+    pub ino: Ino,
+    pub kind: FileKind,
+    /// References the kernel holds (lookups not yet forgotten).
+    pub lookups: AtomicU64,
+    /// Open file handles.
+    pub opens: AtomicU64,
+    /// For directories: the parent's inode number (changes only under the rename lock).
+    pub parent: AtomicU64,
+    /// Set once the inode's space and inode count have been given back.
+    pub released: AtomicBool,
+    body: RwLock<Body>,
+    meta: Mutex<Meta>,
+}
+
+/// Locks ignore poisoning: a handler that panicked answered EIO, and the data it guarded
+/// is still memory-safe; failing every later request would only take the volume down.
+fn unpoison<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
+    r.unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inode {
+    pub fn new(ino: Ino, kind: FileKind, body: Body, meta: Meta, parent: Ino) -> Inode {
+        Inode {
+            ino,
+            kind,
+            lookups: AtomicU64::new(0),
+            opens: AtomicU64::new(0),
+            parent: AtomicU64::new(parent),
+            released: AtomicBool::new(false),
+            body: RwLock::new(body),
+            meta: Mutex::new(meta),
+        }
+    }
+
+    pub fn body(&self) -> RwLockReadGuard<'_, Body> {
+        unpoison(self.body.read())
+    }
+
+    pub fn body_mut(&self) -> RwLockWriteGuard<'_, Body> {
+        unpoison(self.body.write())
+    }
+
+    pub fn meta(&self) -> MutexGuard<'_, Meta> {
+        unpoison(self.meta.lock())
+    }
+
+    pub fn parent(&self) -> Ino {
+        self.parent.load(Relaxed)
+    }
+
+    /// Attributes from a body the caller has locked.
+    pub fn attr_with(&self, body: &Body) -> Attr {
+        let (size, blocks) = match body {
+            Body::File(f) => (f.size(), f.held_blocks()),
+            Body::Dir(d) => (d.size(), 0),
+            Body::Symlink(t) => (t.len() as u64, u64::from(t.len() > SHORT_SYMLINK)),
+            Body::Special => (0, 0),
+        };
+        let m = self.meta();
+        Attr {
+            ino: self.ino,
+            kind: self.kind,
+            perm: m.perm,
+            nlink: m.nlink,
+            uid: m.uid,
+            gid: m.gid,
+            rdev: m.rdev,
+            size,
+            blocks: blocks * (crate::daemon::fs::BLOCK_SIZE / 512),
+            atime: m.atime,
+            mtime: m.mtime,
+            ctime: m.ctime,
+        }
+    }
+
+    pub fn attr(&self) -> Attr {
+        self.attr_with(&self.body())
+    }
+}

@@ -1,0 +1,351 @@
+//! The `Memory` medium: the whole volume lives in an in-memory inode table.
+//!
+//! - `inode.rs`: one inode, its locks and the lock order;
+//! - `dir.rs`, `file.rs`, `xattr.rs`: what an inode holds;
+//! - `store.rs`: the volume's file data, in 4 KiB slots of one memfd;
+//! - `namespace.rs`: lookups, creation, unlink, rename, listing;
+//! - `io.rs`: open files, data, attributes changes;
+//! - `reclaim.rs`: returning freed memory to the system.
+//!
+//! # Lifetime of an inode
+//! An inode stays in the table while the kernel holds lookups on it or a directory
+//! entry points at it. Its space and its place in the inode count are given back as soon
+//! as its link count is 0 and no handle is open (`released`); it leaves the table once,
+//! in addition, the kernel has forgotten it.
+
+mod dir;
+mod file;
+mod handoff;
+mod inode;
+mod io;
+mod namespace;
+mod reclaim;
+mod store;
+mod xattr;
+
+pub use reclaim::spawn_reclaimer;
+
+use crate::daemon::fs::usage::Usage;
+use crate::daemon::fs::*;
+use dashmap::DashMap;
+use inode::{Body, Inode, Meta, SHORT_SYMLINK};
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// An in-memory volume.
+pub struct MemoryFs {
+    table: DashMap<Ino, Arc<Inode>>,
+    next_ino: AtomicU64,
+    usage: Usage,
+    store: store::Store,
+    /// Serialises renames between directories (lock order level 1, see `inode.rs`).
+    rename_lock: Mutex<()>,
+}
+
+impl MemoryFs {
+    /// A volume of `bytes` and `inodes` whose root is owned by the daemon, mode 0777.
+    /// Fails only if the memory file for its data cannot be created.
+    pub fn new(bytes: u64, inodes: u64) -> std::io::Result<MemoryFs> {
+        let fs = MemoryFs {
+            table: DashMap::new(),
+            next_ino: AtomicU64::new(ROOT_INO + 1),
+            usage: Usage::new(bytes, inodes),
+            store: store::Store::new(bytes)?,
+            rename_lock: Mutex::new(()),
+        };
+        fs.usage.preload(0, 1);
+        let now = SystemTime::now();
+        let meta = Meta {
+            perm: 0o777,
+            uid: unsafe { libc::geteuid() },
+            gid: unsafe { libc::getegid() },
+            nlink: 2,
+            rdev: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            xattrs: Default::default(),
+            xattr_blocks: 0,
+        };
+        let root = Inode::new(
+            ROOT_INO,
+            FileKind::Directory,
+            Body::Dir(Default::default()),
+            meta,
+            ROOT_INO,
+        );
+        fs.table.insert(ROOT_INO, Arc::new(root));
+        Ok(fs)
+    }
+
+    /// Bytes of memory the volume's file data holds now (not part of the daemon's RSS).
+    pub fn data_bytes_held(&self) -> u64 {
+        self.store.held_bytes()
+    }
+
+    fn get(&self, ino: Ino) -> Result<Arc<Inode>> {
+        self.table
+            .get(&ino)
+            .map(|e| e.value().clone())
+            .ok_or(Errno::ESTALE)
+    }
+
+    /// Gives back the space and inode of an inode nothing links or holds open, and drops
+    /// it from the table once the kernel has forgotten it too. Call after any change that
+    /// lowers a link count, an open count or a lookup count, with no lock held.
+    fn maybe_release(&self, inode: &Arc<Inode>) {
+        if inode.ino == ROOT_INO {
+            return;
+        }
+        // Decided under the body's write lock: `do_open` counts its open under the read
+        // lock, so an open either sees `released` or is counted before this looks.
+        let mut body = inode.body_mut();
+        let unlinked = inode.meta().nlink == 0;
+        if unlinked && inode.opens.load(Relaxed) == 0 && !inode.released.swap(true, Relaxed) {
+            let blocks = match &mut *body {
+                Body::File(f) => f.clear(&self.usage, &self.store),
+                Body::Symlink(t) if t.len() > SHORT_SYMLINK => {
+                    self.usage.release_blocks(1);
+                    0
+                }
+                _ => 0,
+            };
+            drop(body);
+            let mut m = inode.meta();
+            self.usage
+                .release_blocks(std::mem::take(&mut m.xattr_blocks));
+            drop(m);
+            self.usage.release_inode();
+            log::trace!("released inode {} ({blocks} blocks)", inode.ino);
+        } else {
+            drop(body); // no lock while the table shard is locked
+        }
+        if inode.released.load(Relaxed) && inode.lookups.load(Relaxed) == 0 {
+            self.table.remove(&inode.ino);
+        }
+    }
+
+    /// Inodes in the table, for tests of lookup counting: linked ones and unlinked ones
+    /// the kernel still refers to.
+    pub fn inodes_in_table(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Blocks held by all inodes, found by walking the table: what the usage counter
+    /// must equal. For tests and consistency checks; never on a request path.
+    pub fn walk_blocks(&self) -> u64 {
+        let inodes: Vec<_> = self.table.iter().map(|e| e.value().clone()).collect();
+        inodes
+            .iter()
+            .filter(|i| !i.released.load(Relaxed))
+            .map(|i| {
+                let data = match &*i.body() {
+                    Body::File(f) => f.held_blocks(),
+                    Body::Symlink(t) => u64::from(t.len() > SHORT_SYMLINK),
+                    _ => 0,
+                };
+                data + i.meta().xattr_blocks
+            })
+            .sum()
+    }
+}
+
+impl Backend for MemoryFs {
+    fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    fn medium(&self) -> &'static str {
+        "memory"
+    }
+    fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
+        self.do_lookup(parent, name)
+    }
+    fn forget(&self, ino: Ino, nlookup: u64) {
+        if let Ok(inode) = self.get(ino) {
+            let prev = inode
+                .lookups
+                .fetch_sub(nlookup.min(inode.lookups.load(Relaxed)), Relaxed);
+            debug_assert!(
+                prev >= nlookup,
+                "forget {nlookup} of {prev} lookups on {ino}"
+            );
+            self.maybe_release(&inode);
+        }
+    }
+    fn getattr(&self, ino: Ino) -> Result<Attr> {
+        Ok(self.get(ino)?.attr())
+    }
+    fn setattr(&self, ino: Ino, _fh: Option<Fh>, set: &SetAttr) -> Result<Attr> {
+        self.do_setattr(ino, set)
+    }
+    fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        match &*self.get(ino)?.body() {
+            Body::Symlink(t) => Ok(t.clone()),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+    fn mknod(&self, who: &Caller, parent: Ino, name: &OsStr, mode: u32, rdev: u32) -> Result<Attr> {
+        let kind = FileKind::from_mode(mode).ok_or(Errno::EINVAL)?;
+        if kind == FileKind::Directory || kind == FileKind::Symlink {
+            return Err(Errno::EINVAL);
+        }
+        let body = if kind == FileKind::Regular {
+            Body::File(Default::default())
+        } else {
+            Body::Special
+        };
+        self.make(who, parent, name, kind, mode, rdev, body, 0)
+    }
+    fn mkdir(&self, who: &Caller, parent: Ino, name: &OsStr, mode: u32) -> Result<Attr> {
+        self.make(
+            who,
+            parent,
+            name,
+            FileKind::Directory,
+            mode,
+            0,
+            Body::Dir(Default::default()),
+            0,
+        )
+    }
+    fn symlink(&self, who: &Caller, parent: Ino, name: &OsStr, target: &OsStr) -> Result<Attr> {
+        names::check_symlink_target(target)?;
+        let t = std::os::unix::ffi::OsStrExt::as_bytes(target).to_vec();
+        let blocks = u64::from(t.len() > SHORT_SYMLINK);
+        self.make(
+            who,
+            parent,
+            name,
+            FileKind::Symlink,
+            0o777,
+            0,
+            Body::Symlink(t),
+            blocks,
+        )
+    }
+    fn link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
+        self.do_link(ino, newparent, newname)
+    }
+    fn unlink(&self, parent: Ino, name: &OsStr) -> Result<()> {
+        self.remove(parent, name, false)
+    }
+    fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<()> {
+        self.remove(parent, name, true)
+    }
+    fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        newparent: Ino,
+        newname: &OsStr,
+        flags: u32,
+    ) -> Result<()> {
+        self.do_rename(parent, name, newparent, newname, flags)
+    }
+    fn open(&self, ino: Ino, _flags: i32) -> Result<Opened> {
+        self.do_open(&self.get(ino)?)
+    }
+    fn create(
+        &self,
+        who: &Caller,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        _flags: i32,
+    ) -> Result<(Attr, Opened)> {
+        let attr = self.make(
+            who,
+            parent,
+            name,
+            FileKind::Regular,
+            mode,
+            0,
+            Body::File(Default::default()),
+            0,
+        )?;
+        Ok((attr, self.do_open(&self.get(attr.ino)?)?))
+    }
+    fn read(&self, ino: Ino, _fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
+        self.do_read(ino, offset, size, buf)
+    }
+    fn write(
+        &self,
+        ino: Ino,
+        _fh: Fh,
+        offset: u64,
+        data: &[u8],
+        clear: killpriv::Clear,
+    ) -> Result<u32> {
+        self.do_write(ino, offset, data, clear)
+    }
+    fn flush(&self, _ino: Ino, _fh: Fh) -> Result<()> {
+        Ok(())
+    }
+    fn release(&self, ino: Ino, _fh: Fh) -> Result<()> {
+        let inode = self.get(ino)?;
+        inode.opens.fetch_sub(1, Relaxed);
+        self.maybe_release(&inode);
+        Ok(())
+    }
+    fn fsync(&self, _ino: Ino, _fh: Fh, _datasync: bool) -> Result<()> {
+        Ok(())
+    }
+    fn opendir(&self, ino: Ino) -> Result<Fh> {
+        match self.get(ino)?.kind {
+            FileKind::Directory => Ok(0),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+    fn readdir(
+        &self,
+        ino: Ino,
+        _fh: Fh,
+        offset: u64,
+        plus: bool,
+        add: &mut dyn FnMut(&DirEntry<'_>) -> bool,
+    ) -> Result<()> {
+        self.do_readdir(ino, offset, plus, add)
+    }
+    fn releasedir(&self, _ino: Ino, _fh: Fh) -> Result<()> {
+        Ok(())
+    }
+    fn fsyncdir(&self, _ino: Ino, _fh: Fh, _datasync: bool) -> Result<()> {
+        Ok(()) // nothing outlives the daemon: as tmpfs
+    }
+    fn statfs(&self) -> StatFs {
+        self.usage.statfs()
+    }
+    fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+        self.do_setxattr(ino, name, value, flags)
+    }
+    fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
+        Ok(self.get(ino)?.meta().xattrs.get(name)?.to_vec())
+    }
+    fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
+        Ok(self.get(ino)?.meta().xattrs.list())
+    }
+    fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
+        self.do_removexattr(ino, name)
+    }
+    fn fallocate(&self, ino: Ino, _fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {
+        self.do_fallocate(ino, offset, length, mode)
+    }
+    fn lseek(&self, ino: Ino, _fh: Fh, offset: i64, whence: i32) -> Result<i64> {
+        self.do_lseek(ino, offset, whence)
+    }
+    fn copy_file_range(
+        &self,
+        ino_in: Ino,
+        _fh_in: Fh,
+        offset_in: u64,
+        ino_out: Ino,
+        _fh_out: Fh,
+        offset_out: u64,
+        len: u64,
+    ) -> Result<u32> {
+        self.do_copy_file_range(ino_in, offset_in, ino_out, offset_out, len)
+    }
+}

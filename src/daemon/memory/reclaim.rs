@@ -1,0 +1,51 @@
+//! Giving freed metadata memory back to the system.
+//!
+//! File data lives in the volume's memfd and goes back at once when freed (`store.rs`),
+//! but block maps, inodes and directories are heap allocations, and glibc keeps freed
+//! chunks in its arenas: after a pod deletes a million files the daemon would stay as
+//! large as it was. A background thread watches how many blocks were released (a proxy
+//! for block maps freed) and, once enough were, asks glibc to return free pages
+//! (`malloc_trim`, which `madvise`s them away in every arena). It does this off the
+//! request path and stops when the volume is dropped.
+
+use super::MemoryFs;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Trim once this many blocks (32 MiB) were released since the last trim.
+const TRIM_AFTER_BLOCKS: u64 = 8192;
+const POLL: Duration = Duration::from_millis(200);
+
+/// glibc's trim threshold, fixed. By default glibc raises it (to twice the largest
+/// block freed back with `munmap`, e.g. 4 MiB after a 2 MiB slot list), and a request
+/// thread's heap then keeps up to that much free at its top for good: `malloc_trim`
+/// trims only the main heap's top. Fixing it (which also fixes the mmap threshold at its
+/// default) lets every heap shrink as it is freed.
+const TRIM_THRESHOLD: i32 = 128 << 10;
+
+/// Starts the reclaimer thread of `fs` and fixes glibc's trim threshold.
+pub fn spawn_reclaimer(fs: &Arc<MemoryFs>) -> std::io::Result<()> {
+    unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) };
+    let weak: Weak<MemoryFs> = Arc::downgrade(fs);
+    let mut trimmed_at = fs.usage.released_total();
+    std::thread::Builder::new()
+        .name("reclaim".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(POLL);
+                let Some(fs) = weak.upgrade() else { return };
+                let released = fs.usage.released_total();
+                drop(fs);
+                if released - trimmed_at >= TRIM_AFTER_BLOCKS {
+                    trimmed_at = released;
+                    let t = std::time::Instant::now();
+                    unsafe { libc::malloc_trim(0) };
+                    log::debug!(
+                        "malloc_trim after {released} released blocks took {:?}",
+                        t.elapsed()
+                    );
+                }
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! Where a memory volume keeps file data: one anonymous memory file (`memfd`) per
+//! volume, cut into 4 KiB slots.
+//!
+//! A file's block map ([`super::file`]) names the slot that holds each block; this store
+//! hands out slots and moves bytes in and out of them with `pwrite`/`pread`. Why not heap
+//! blocks: a fresh anonymous page is faulted in and zeroed by the kernel before the
+//! daemon copies data over it (a fifth of all CPU time during a sequential write),
+//! whereas `pwrite` of whole pages into a memfd fills new shmem pages directly, as tmpfs
+//! does. Freed slots are punched out (`FALLOC_FL_PUNCH_HOLE`), so their memory goes back
+//! to the system at once, with no allocator holding on to it.
+//!
+//! The memory is shmem owned by the daemon: charged to its memory cgroup and swappable
+//! like tmpfs pages, but not part of its `VmRSS` (it is never mapped). What a volume
+//! holds is [`Store::held_bytes`], and `scripts/bench.sh` adds it to the RSS it reports.
+//!
+//! The daemon maps the memfd once: reads and overwrites of pages already written are
+//! plain copies through the mapping (no system call per request); fresh slots are filled
+//! with `pwrite`. Pages the daemon touched through the mapping show in its `RssShmem`.
+//! Slots stay below `cap` (twice the volume's size, the mapped length), which is always
+//! enough: at most the volume's size is in use at once. A volume too large to map
+//! (over 32 TiB) uses `pread`/`pwrite` only.
+//!
+//! Invariants: a slot not handed out is a hole in the memfd (it reads as zeros), so a
+//! newly allocated slot needs no zeroing, and a partial `pwrite` into it leaves zeros
+//! around the data. A slot belongs to at most one block of one file; callers hold that
+//! file's body lock while they read or write its slots. `slots` is a leaf lock.
+
+use crate::daemon::fs::{BLOCK_SIZE, Errno, Result};
+use crate::daemon::state::FdTable;
+use crate::daemon::state::{Reader, Refused, Writer};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::Mutex;
+
+/// Index of a 4 KiB slot in the store.
+pub type Slot = u64;
+
+/// The data file of one memory volume and its slot allocator.
+#[derive(Debug)]
+pub struct Store {
+    file: File,
+    /// Address of the whole data file mapped shared, read-write (0: not mapped, use
+    /// `pread`/`pwrite`); `cap` slots long.
+    map: usize,
+    cap: u64,
+    slots: Mutex<FreeSlots>,
+}
+
+/// The most address space one volume maps (64 TiB).
+const MAX_MAP: u64 = 1 << 46;
+/// Mappings are whole 2 MiB.
+const MAP_UNIT: u64 = 2 << 20;
+
+/// Free slots: coalesced runs below `top`, and everything from `top` up.
+#[derive(Debug, Default)]
+struct FreeSlots {
+    /// start -> length, no two runs adjacent.
+    runs: BTreeMap<Slot, u64>,
+    /// Slots in `runs`.
+    free_below: u64,
+    top: Slot,
+}
+
+/// Errors of the data file as the errno a writer or reader should see.
+fn errno(e: io::Error) -> Errno {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::ENOMEM | libc::EFBIG) => Errno::ENOSPC,
+        _ => Errno::EIO,
+    }
+}
+
+impl Store {
+    /// The data file of a volume that holds at most `size` bytes of file data.
+    pub fn new(size: u64) -> io::Result<Store> {
+        let fd = unsafe { libc::memfd_create(c"emptydirfs-memory".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let file = unsafe { File::from_raw_fd(fd) };
+        let len = size
+            .saturating_mul(2)
+            .next_multiple_of(MAP_UNIT)
+            .max(MAP_UNIT);
+        if len > MAX_MAP {
+            // Too large to map (and `cap` must cover the volume's size): no bound.
+            log::info!("a {size}-byte volume is not mapped; using pread/pwrite");
+            return Ok(Store {
+                file,
+                map: 0,
+                cap: u64::MAX / BLOCK_SIZE,
+                slots: Mutex::new(FreeSlots::default()),
+            });
+        }
+        // A sparse size: holds no memory, but the mapping must not reach past the end.
+        file.set_len(len)?;
+        Ok(Store::mapped_file(file, len, FreeSlots::default()))
+    }
+
+    /// The store over `file` (`len` bytes), mapped if it can be.
+    fn mapped_file(file: File, len: u64, slots: FreeSlots) -> Store {
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let flags = libc::MAP_SHARED | libc::MAP_NORESERVE;
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len as usize,
+                prot,
+                flags,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        let map = if addr == libc::MAP_FAILED {
+            log::warn!(
+                "mapping the volume's data file ({len} bytes): {}; using pread/pwrite",
+                io::Error::last_os_error()
+            );
+            0
+        } else {
+            addr as usize
+        };
+        Store {
+            file,
+            map,
+            cap: len / BLOCK_SIZE,
+            slots: Mutex::new(slots),
+        }
+    }
+
+    /// For a hand-off: the data file (its descriptor goes with the state: the data is
+    /// shared, never copied) and the slot allocator.
+    pub fn write_state(&self, w: &mut Writer, fds: &mut Vec<RawFd>) {
+        w.u64(FdTable::push(fds, self.file.as_raw_fd()));
+        w.bool(self.cap != u64::MAX / BLOCK_SIZE); // a sized (mappable) data file
+        w.u64(self.cap);
+        let s = self.lock();
+        w.u64(s.top);
+        w.u64(s.runs.len() as u64);
+        for (&start, &len) in &s.runs {
+            w.u64(start);
+            w.u64(len);
+        }
+    }
+
+    pub fn read_state(
+        r: &mut Reader<'_>,
+        fds: &mut FdTable,
+    ) -> std::result::Result<Store, Refused> {
+        let file = File::from(fds.take(r.u64()?)?);
+        let sized = r.bool()?;
+        let cap = r.u64()?;
+        let mut slots = FreeSlots {
+            top: r.u64()?,
+            ..FreeSlots::default()
+        };
+        for _ in 0..r.count(16)? {
+            let (start, len) = (r.u64()?, r.u64()?);
+            if len == 0 || start.checked_add(len).is_none_or(|e| e > slots.top) {
+                return Err(format!(
+                    "a free run {start}+{len} past the top {}",
+                    slots.top
+                ));
+            }
+            slots.runs.insert(start, len);
+            slots.free_below += len;
+        }
+        if slots.top > cap {
+            return Err(format!("slots up to {} in a store of {cap}", slots.top));
+        }
+        if !sized {
+            return Ok(Store {
+                file,
+                map: 0,
+                cap,
+                slots: Mutex::new(slots),
+            });
+        }
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        if len != cap * BLOCK_SIZE {
+            return Err(format!(
+                "the data file is {len} bytes, its store {}",
+                cap * BLOCK_SIZE
+            ));
+        }
+        Ok(Store::mapped_file(file, len, slots))
+    }
+
+    /// Slots in use: below the top and in no free run.
+    pub fn slots_in_use(&self) -> u64 {
+        let s = self.lock();
+        s.top - s.free_below
+    }
+
+    /// Whether `slot` is free (a hand-off's check of the block maps it receives).
+    pub fn is_free(&self, slot: Slot) -> bool {
+        let s = self.lock();
+        slot >= s.top
+            || s.runs
+                .range(..=slot)
+                .next_back()
+                .is_some_and(|(&start, &len)| slot < start + len)
+    }
+
+    /// Hands out `n` slots as runs of consecutive slots, appended to `out`. One run when
+    /// it can, so that a long write stays one `pwrite`: the lowest free run long enough,
+    /// else fresh slots at the top; only when the free runs are many times larger than
+    /// what is used (churn of small files) are they gathered piece by piece.
+    pub fn alloc(&self, n: u64, out: &mut Vec<(Slot, u64)>) {
+        if n == 0 {
+            return;
+        }
+        let mut s = self.lock();
+        let fit = s.runs.iter().take(64).find(|(_, l)| **l >= n);
+        if let Some((&start, &len)) = fit {
+            s.take(start, len, n);
+            out.push((start, n));
+            return;
+        }
+        let mut left = n;
+        let used = s.top - s.free_below;
+        if s.free_below > 4 * used.max(n) || s.top + n > self.cap {
+            while left > 0 {
+                let Some((&start, &len)) = s.runs.first_key_value() else {
+                    break;
+                };
+                let took = len.min(left);
+                s.take(start, len, took);
+                out.push((start, took));
+                left -= took;
+            }
+        }
+        if left > 0 {
+            // Cannot fail: slots in use never pass the volume's size, and `cap` is at
+            // least that, so the free runs below it cover what the bump would not.
+            debug_assert!(
+                s.top + left <= self.cap,
+                "more slots than the volume's size"
+            );
+            out.push((s.top, left));
+            s.top += left;
+        }
+    }
+
+    /// Gives slots back: their memory is punched out of the data file at once.
+    pub fn free(&self, slots: &mut [Slot]) {
+        if slots.is_empty() {
+            return;
+        }
+        slots.sort_unstable();
+        let mut runs: Vec<(Slot, u64)> = Vec::new();
+        for &slot in slots.iter() {
+            match runs.last_mut() {
+                Some((start, len)) if *start + *len == slot => *len += 1,
+                _ => runs.push((slot, 1)),
+            }
+        }
+        for &(start, len) in &runs {
+            self.punch(start * BLOCK_SIZE, len * BLOCK_SIZE);
+        }
+        let mut s = self.lock();
+        for (start, len) in runs {
+            s.insert(start, len);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FreeSlots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Zeroes `len` bytes at byte `offset` of the data file (whole pages are freed).
+    pub fn punch(&self, offset: u64, len: u64) {
+        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), mode, offset as i64, len as i64) };
+        // Punching a range of a memfd we own cannot fail short of a kernel bug; if it ever
+        // did, the slot would keep stale bytes a later partial write could expose.
+        assert_eq!(
+            rc,
+            0,
+            "punching the memory volume's data file: {}",
+            io::Error::last_os_error()
+        );
+    }
+
+    /// Overwrites `data` at byte `offset` of slots already written: a copy through the
+    /// mapping.
+    pub fn overwrite_at(&self, data: &[u8], offset: u64) -> Result<()> {
+        match self.mapped(offset, data.len()) {
+            Some(p) => {
+                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+                Ok(())
+            }
+            None => self.write_at(data, offset),
+        }
+    }
+
+    /// The mapped address of `len` bytes at byte `offset`, when mapped.
+    fn mapped(&self, offset: u64, len: usize) -> Option<*mut u8> {
+        let end = offset.checked_add(len as u64)?;
+        (self.map != 0 && end <= self.cap * BLOCK_SIZE)
+            .then(|| (self.map + offset as usize) as *mut u8)
+    }
+
+    /// Writes `data` at byte `offset` of the data file with `pwrite`: for fresh slots,
+    /// whose new pages the kernel then fills without zeroing them first.
+    pub fn write_at(&self, data: &[u8], offset: u64) -> Result<()> {
+        self.file.write_all_at(data, offset).map_err(errno)
+    }
+
+    /// Fills `out` from byte `offset` of the data file.
+    pub fn read_at(&self, mut out: &mut [u8], mut offset: u64) -> Result<()> {
+        if let Some(p) = self.mapped(offset, out.len()) {
+            unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
+            return Ok(());
+        }
+        while !out.is_empty() {
+            match self.file.read_at(out, offset) {
+                // Past the end of the data file: never written, reads as zeros.
+                Ok(0) => {
+                    out.fill(0);
+                    return Ok(());
+                }
+                Ok(n) => {
+                    out = &mut out[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(errno(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of memory the data file holds now.
+    pub fn held_bytes(&self) -> u64 {
+        self.file.metadata().map_or(0, |m| m.blocks() * 512)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.map != 0 {
+            unsafe {
+                libc::munmap(
+                    self.map as *mut libc::c_void,
+                    (self.cap * BLOCK_SIZE) as usize,
+                )
+            };
+        }
+    }
+}
+
+impl FreeSlots {
+    /// Takes the first `n` slots of the free run `start..start + len`.
+    fn take(&mut self, start: Slot, len: u64, n: u64) {
+        self.runs.remove(&start);
+        if len > n {
+            self.runs.insert(start + n, len - n);
+        }
+        self.free_below -= n;
+    }
+
+    /// Adds a freed run, merging it with its neighbours and with the free top.
+    fn insert(&mut self, mut start: Slot, mut len: u64) {
+        if let Some((&prev, &plen)) = self.runs.range(..start).next_back()
+            && prev + plen == start
+        {
+            self.runs.remove(&prev);
+            self.free_below -= plen;
+            start = prev;
+            len += plen;
+        }
+        if let Some(next_len) = self.runs.remove(&(start + len)) {
+            self.free_below -= next_len;
+            len += next_len;
+        }
+        if start + len == self.top {
+            self.top = start;
+        } else {
+            self.runs.insert(start, len);
+            self.free_below += len;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alloc(s: &Store, n: u64) -> Vec<(Slot, u64)> {
+        let mut v = Vec::new();
+        s.alloc(n, &mut v);
+        v
+    }
+
+    #[test]
+    fn runs_are_reused_and_coalesced() {
+        let s = Store::new(1 << 20).unwrap();
+        assert_eq!(alloc(&s, 10), [(0, 10)]);
+        assert_eq!(alloc(&s, 5), [(10, 5)]);
+        s.free(&mut [3, 2, 4]);
+        assert_eq!(alloc(&s, 4), [(15, 4)], "no free run of 4: fresh slots");
+        assert_eq!(alloc(&s, 2), [(2, 2)], "lowest run that fits");
+        s.free(&mut [2, 3, 15, 16, 17, 18]);
+        let st = s.slots.lock().unwrap();
+        assert_eq!(
+            (st.runs.iter().collect::<Vec<_>>(), st.top),
+            (vec![(&2, &3)], 15)
+        );
+    }
+
+    #[test]
+    fn data_round_trips_and_freed_slots_read_as_zeros() {
+        let s = Store::new(1 << 20).unwrap();
+        let b = BLOCK_SIZE;
+        s.write_at(&vec![7u8; 3 * b as usize], 0).unwrap();
+        assert!(s.held_bytes() >= 3 * b);
+        let mut out = vec![0u8; 10];
+        s.read_at(&mut out, b - 5).unwrap();
+        assert_eq!(out, [7; 10]);
+        s.free(&mut [0, 1, 2]);
+        assert_eq!(s.held_bytes(), 0);
+        s.read_at(&mut out, b - 5).unwrap();
+        assert_eq!(out, [0; 10]);
+        let mut far = [1u8; 4];
+        s.read_at(&mut far, 1 << 40).unwrap();
+        assert_eq!(far, [0; 4]);
+        // Overwrites through the mapping are seen by pread and back.
+        s.write_at(b"abcd", 8).unwrap();
+        s.overwrite_at(b"XY", 9).unwrap();
+        let mut got = [0u8; 4];
+        s.read_at(&mut got, 8).unwrap();
+        assert_eq!(&got, b"aXYd");
+    }
+}
