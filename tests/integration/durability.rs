@@ -83,7 +83,7 @@ fn serve(backing: &Path, mnt: &Path, log: &Path) -> std::process::Child {
         mnt.as_os_str(),
     ];
     let child = spawn_daemon(&args, log, None);
-    eventually("the volume to mount", || is_mounted(mnt));
+    eventually("the volume to mount", SOON, || is_mounted(mnt));
     child
 }
 

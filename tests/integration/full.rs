@@ -2,7 +2,7 @@
 //! empty file, a directory, a symlink, a hard link, a rename into place) still work, so
 //! a program can take its lock file or move a file into place while it frees space. On
 //! disk the backing filesystem's blocks for those entries come from a metadata allowance
-//! above the limit (`emptydirfs::disk::metadata_allowance`), and never more.
+//! above the limit (`emptydirfs::daemon::testing::metadata_allowance`), and never more.
 
 use crate::harness::*;
 use std::fs;
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const LIMIT: u64 = 4 << 20;
 
 fn allowance() -> u64 {
-    emptydirfs::disk::metadata_allowance(LIMIT / 4096) * 4096
+    emptydirfs::daemon::testing::metadata_allowance(LIMIT / 4096) * 4096
 }
 
 /// Writes `path` until ENOSPC; returns the bytes written.

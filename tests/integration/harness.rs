@@ -272,17 +272,24 @@ impl Drop for Volume {
     }
 }
 
-/// Waits up to 5 s for `cond`, for what the kernel does in the background.
-pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+/// Waits up to `limit` for `cond` (polled every 10 ms): the one way a test waits for
+/// what happens in the background. Past the limit the test fails, saying what it was
+/// waiting for.
+pub fn eventually(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !cond() {
         assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Common limits of [`eventually`]: what the kernel or a daemon does at once, and what
+/// takes a process start or a hand-off.
+pub const SOON: Duration = Duration::from_secs(5);
+pub const SLOW: Duration = Duration::from_secs(30);
 
 /// Opens `path` for reading and writing, creating it if missing (never truncating).
 pub fn open_rw(path: impl AsRef<Path>) -> std::fs::File {

@@ -3,8 +3,8 @@
 //! that agree with a walk of the data.
 
 use crate::harness::*;
-use emptydirfs::fs::*;
-use emptydirfs::memory::MemoryFs;
+use emptydirfs::daemon::testing::MemoryFs;
+use emptydirfs::daemon::testing::*;
 use std::ffi::OsStr;
 use std::fs;
 use std::sync::Arc;
@@ -16,6 +16,9 @@ const TRIGGER: &str = "panic-here";
 impl Backend for PanicsOnName {
     fn medium(&self) -> &'static str {
         "memory"
+    }
+    fn usage(&self) -> &usage::Usage {
+        self.0.usage()
     }
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         assert!(name != TRIGGER, "injected panic in lookup");
@@ -148,7 +151,9 @@ impl InProcess {
         let tmp = TempDir::new("inproc");
         let mnt = tmp.path().join("mnt");
         fs::create_dir(&mnt).unwrap();
-        let session = emptydirfs::fuse::mount(backend, &mnt, 2).unwrap().session;
+        let session = emptydirfs::daemon::testing::mount(backend, &mnt, 2)
+            .unwrap()
+            .session;
         let serving = Some(std::thread::spawn(move || session.run()));
         InProcess {
             mnt,
@@ -201,9 +206,11 @@ fn inodes_leave_the_table_when_the_kernel_forgets_them() {
     assert_eq!(fs_.inodes_in_table(), 2002);
     fs::remove_dir_all(v.path("d")).unwrap();
     drop_kernel_caches();
-    eventually("every removed inode to be forgotten and freed", || {
-        fs_.inodes_in_table() == 1
-    });
+    eventually(
+        "every removed inode to be forgotten and freed",
+        SOON,
+        || fs_.inodes_in_table() == 1,
+    );
     assert_eq!(fs_.usage().inodes_used(), 1);
 }
 
@@ -249,7 +256,7 @@ fn memory_of_file_data_comes_back_at_once() {
     fs::remove_file(v.path("f")).unwrap();
     assert_eq!(fs_.data_bytes_held(), MIB + 4096, "still open");
     drop(f);
-    eventually("the last close to give the pages back", || {
+    eventually("the last close to give the pages back", SOON, || {
         fs_.data_bytes_held() == 0
     });
     assert_eq!(fs_.usage().blocks_used(), 0);

@@ -245,7 +245,9 @@ fn mixed_writers_at_the_limit_never_pass_it(m: Medium) {
     // Re-creating a file on a full disk volume reserves a block of the metadata
     // allowance for the moment it runs (see full.rs): data alone never passes LIMIT.
     let ceiling = match m {
-        Medium::Disk => LIMIT + emptydirfs::disk::metadata_allowance(LIMIT / 4096) * 4096,
+        Medium::Disk => {
+            LIMIT + emptydirfs::daemon::testing::metadata_allowance(LIMIT / 4096) * 4096
+        }
         Medium::Memory => LIMIT,
     };
     let stop = AtomicBool::new(false);

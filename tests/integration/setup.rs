@@ -142,7 +142,7 @@ fn kill_daemon(k: &KubeletRoot) {
     unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
     // Until all its threads are gone: only then is /dev/fuse closed.
     assert!(
-        emptydirfs::volume::daemon::wait_exited(pids[0], Duration::from_secs(10)),
+        emptydirfs::control::volume::daemon::wait_exited(pids[0], Duration::from_secs(10)),
         "daemon survived SIGKILL"
     );
 }

@@ -1,7 +1,7 @@
 //! A gRPC client of the plugin, over its unix socket, as kubelet's (grpc-go) is: one
 //! connection, unary calls with a deadline.
 
-use emptydirfs::csi::proto::{self, path};
+use emptydirfs::control::csi::proto::{self, path};
 use http::uri::PathAndQuery;
 use std::path::Path;
 use std::time::Duration;

@@ -10,7 +10,7 @@
 use super::client::Client;
 use crate::harness::*;
 use crate::kubelet::{KubeletRoot, daemons_below};
-use emptydirfs::csi::proto::{self, volume_capability};
+use emptydirfs::control::csi::proto::{self, volume_capability};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -376,7 +376,7 @@ pub fn crash(v: &Vol) {
     for pid in daemons_serving(&v.target) {
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
-    eventually("the daemon to die", || {
+    eventually("the daemon to die", SOON, || {
         daemons_serving(&v.target).is_empty()
     });
     lazy_unmount(&v.target);

@@ -2,15 +2,8 @@
 //! by the plugin after the grace period; volumes of pods that still exist are kept.
 
 use super::fixture::*;
+use crate::harness::eventually;
 use std::time::{Duration, Instant};
-
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn record_exists(node: &Node, v: &Vol) -> bool {
     node.state_dir().join("volumes").join(&v.id).exists()
@@ -39,7 +32,7 @@ fn volumes_of_pods_gone_during_a_reboot_are_collected_after_the_grace_period() {
     node.cgroups.remove_pod(&leaked.uid);
     node.start_plugin();
     let started = Instant::now();
-    wait_until("the orphans to go", Duration::from_secs(20), || {
+    eventually("the orphans to go", Duration::from_secs(20), || {
         !record_exists(&node, &vols[0]) && !record_exists(&node, &vols[1])
     });
     assert!(

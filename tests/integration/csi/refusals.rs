@@ -3,7 +3,7 @@
 
 use super::client::assert_refused;
 use super::fixture::*;
-use emptydirfs::csi::proto::{self, volume_capability};
+use emptydirfs::control::csi::proto::{self, volume_capability};
 use tonic::Code;
 
 /// Nothing of any publish exists on the node.

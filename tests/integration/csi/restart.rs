@@ -205,7 +205,7 @@ fn a_dead_daemon_is_reported_and_unpublished(m: Medium) {
     for pid in daemons_serving(&v.target) {
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
-    eventually("the daemon to die", || {
+    eventually("the daemon to die", SOON, || {
         daemons_serving(&v.target).is_empty()
     });
     let dead = node.client.stats(&v.id, &v.target).unwrap();

@@ -1,7 +1,7 @@
 //! Identity and the node's information: what kubelet and the registrar ask first.
 
 use super::fixture::*;
-use emptydirfs::csi::proto::node_service_capability::{RpcType, Type};
+use emptydirfs::control::csi::proto::node_service_capability::{RpcType, Type};
 
 #[test]
 fn identity_and_node_information() {
@@ -113,7 +113,7 @@ fn a_second_plugin_on_the_same_state_dir_waits_for_the_first() {
     );
     node.kill_plugin(libc::SIGKILL);
     let client = super::client::Client::new(&socket);
-    crate::harness::eventually("the second plugin to serve", || {
+    crate::harness::eventually("the second plugin to serve", crate::harness::SOON, || {
         socket.exists() && matches!(client.probe(), Ok(true))
     });
     let _ = second.kill();

@@ -4,6 +4,7 @@
 use super::fixture::*;
 use crate::handoff::Appender;
 use crate::harness::*;
+use std::time::Duration;
 
 /// Another build: this binary with a byte more (another hash, the same program).
 fn older_build(dir: &std::path::Path) -> std::path::PathBuf {
@@ -39,11 +40,15 @@ fn a_new_plugin_hands_old_daemons_over(m: Medium) {
     node.program = std::path::PathBuf::from(BIN);
     node.extra.push("--upgrade-daemons".into());
     node.start_plugin();
-    eventually_for("the new build to serve the volume", 30, || {
-        daemons_serving(&v.target)
-            .first()
-            .is_some_and(|&p| exe_of(p) == std::path::Path::new(BIN))
-    });
+    eventually(
+        "the new build to serve the volume",
+        Duration::from_secs(30),
+        || {
+            daemons_serving(&v.target)
+                .first()
+                .is_some_and(|&p| exe_of(p) == std::path::Path::new(BIN))
+        },
+    );
     writer.finish();
     assert_eq!(
         std::fs::read(v.target.join("kept")).unwrap(),
@@ -58,24 +63,13 @@ fn a_new_plugin_hands_old_daemons_over(m: Medium) {
     );
     // Logged once every hand-off has returned, which is after the new daemon serves.
     let handed = "1 volumes handed to daemons of this build";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !node.log_text().contains(handed) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(node.log_text().contains(handed), "{}", node.log_text());
+    eventually(
+        &format!("{handed:?} in the log"),
+        Duration::from_secs(10),
+        || node.log_text().contains(handed),
+    );
     node.client.unpublish(&v.id, &v.target).unwrap();
     node.assert_gone(&v);
-}
-
-fn eventually_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 on_every_medium!(a_new_plugin_hands_old_daemons_over);

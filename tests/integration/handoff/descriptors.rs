@@ -92,7 +92,7 @@ fn descriptors_opened_before_keep_working(m: Medium) {
     // The unlinked file's space and inode come back at its last close, exactly once.
     let free = statvfs(&v).f_bfree;
     drop(unlinked);
-    eventually("the unlinked file's space to come back", || {
+    eventually("the unlinked file's space to come back", SOON, || {
         statvfs(&v).f_bfree >= free + 256
     });
     drop((map, writing, mapped, view));
@@ -160,7 +160,9 @@ fn lookups_are_carried_over_and_forgotten_once(m: Medium) {
     }
     upgrade(&k, "scratch");
     std::fs::remove_dir_all(v.join("d")).unwrap();
-    eventually("every inode to be freed", || statvfs(&v).f_ffree == empty);
+    eventually("every inode to be freed", SOON, || {
+        statvfs(&v).f_ffree == empty
+    });
     let log = std::fs::read_to_string(k.meta_dir("scratch").join("daemon.log")).unwrap();
     assert!(
         !log.contains("panicked"),

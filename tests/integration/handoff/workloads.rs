@@ -174,7 +174,7 @@ fn manifest(root: &Path) -> Vec<String> {
                 line += &format!(" -> {}", std::fs::read_link(&p).unwrap().display());
             } else if md.is_file() {
                 let data = std::fs::read(&p).unwrap();
-                line += &format!(" sum={:016x}", emptydirfs::handoff::format::checksum(&data));
+                line += &format!(" sum={:016x}", emptydirfs::common::checksum(&data));
                 line += &format!(" xattrs={:?}", xattrs(&p));
             } else if md.is_dir() {
                 stack.push(p);

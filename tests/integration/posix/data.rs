@@ -122,7 +122,7 @@ fn fallocate_modes(m: Medium) {
     fs::remove_file(&p).unwrap();
     // close(2) returns before the kernel's RELEASE (sent in the background) is served, and
     // a second request thread may serve UNLINK first: the space comes back at RELEASE.
-    eventually("the space of the closed, unlinked file", || {
+    eventually("the space of the closed, unlinked file", SOON, || {
         used(&v) == base
     });
 }
