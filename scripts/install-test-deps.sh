@@ -2,7 +2,7 @@
 # Installs, as root on Debian, what the tests drive: fio (data verification), attr
 # (setfattr/getfattr), libcap2-bin (setcap/getcap), fuse3 (fusermount3, for people unmounting by hand), util-linux
 # (setpriv), git and PostgreSQL (real programs run on volumes), e2fsprogs (an ext4 the
-# durability tests crash), and the conformance
+# durability tests crash), bindfs (a backing filesystem the wedge tests stop), and the conformance
 # suites pjdfstest and fsx (fsx-rs) at pinned versions in /usr/local/bin; makes sure the
 # users pjdfstest acts as exist. Does nothing when all of it is there already.
 set -euo pipefail
@@ -17,6 +17,8 @@ command -v setpriv >/dev/null || need+=(util-linux)
 command -v setcap >/dev/null || need+=(libcap2-bin)
 command -v git >/dev/null || need+=(git)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+# A FUSE filesystem to put under a disk volume and stop, to wedge its daemon.
+command -v bindfs >/dev/null || need+=(bindfs)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v gcc >/dev/null || need+=(gcc)
 # pjdfstest links libacl (through the exacl crate) when it is built.

@@ -84,6 +84,10 @@ pub struct CsiArgs {
     /// Seconds a volume whose pod is gone stays before the plugin deletes it.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub orphan_grace: u64,
+    /// Seconds a volume's daemon gets to exit on SIGTERM at unpublish before SIGKILL;
+    /// then its FUSE connection is aborted (what the pod still waits for fails).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub stop_grace: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics (such as 0.0.0.0:9810).
     #[arg(long, value_name = "ADDR")]
     pub metrics_address: Option<std::net::SocketAddr>,
@@ -117,6 +121,7 @@ impl CsiArgs {
             kubelet_cgroup_root: self.kubelet_cgroup_root.clone(),
             fallback_cgroup: self.fallback_cgroup.clone(),
             orphan_grace: std::time::Duration::from_secs(self.orphan_grace),
+            stop_grace: std::time::Duration::from_secs(self.stop_grace),
             metrics_address: self.metrics_address,
             upgrade_daemons: self.upgrade_daemons,
         }

@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 /// One line of `/proc/self/mountinfo`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The mount's id (unique among the mounts that exist; reused once it is gone).
+    pub id: u32,
+    /// The device numbers of its filesystem (`major:minor`; a FUSE mount's minor names
+    /// its connection in `/sys/fs/fuse/connections`).
+    pub dev: (u32, u32),
     /// The directory of its filesystem that is mounted (`/` for the whole).
     pub root: PathBuf,
     pub mount_point: PathBuf,
@@ -43,7 +48,10 @@ fn parse_line(line: &str) -> Option<MountEntry> {
     let (left, right) = line.split_once(" - ")?;
     let left: Vec<&str> = left.split(' ').collect();
     let right: Vec<&str> = right.split(' ').collect();
+    let (major, minor) = left.get(2)?.split_once(':')?;
     Some(MountEntry {
+        id: left.first()?.parse().ok()?,
+        dev: (major.parse().ok()?, minor.parse().ok()?),
         root: PathBuf::from(unescape(left.get(3)?)),
         mount_point: PathBuf::from(unescape(left.get(4)?)),
         options: left.get(5)?.to_string(),
@@ -62,6 +70,14 @@ pub fn list() -> io::Result<Vec<MountEntry>> {
 /// The topmost mount at exactly `path` (which should be canonical), if any.
 pub fn mounted_at(path: &Path) -> io::Result<Option<MountEntry>> {
     Ok(list()?.into_iter().rev().find(|m| m.mount_point == path))
+}
+
+/// Every mount of the filesystem with device numbers `dev` (a volume and the bind
+/// mounts of it, wherever they are). Device numbers of a FUSE or other anonymous
+/// filesystem are reused once it is gone: ask only while a mount of it is known to
+/// exist (it keeps the number its own).
+pub fn mounts_of(dev: (u32, u32)) -> io::Result<Vec<MountEntry>> {
+    Ok(list()?.into_iter().filter(|m| m.dev == dev).collect())
 }
 
 /// How an unmount went.
@@ -131,6 +147,7 @@ mod tests {
         let line = "36 35 0:42 / /mnt/a\\040b rw,nosuid,nodev - fuse.emptydirfs emptydirfs-memory rw,user_id=0";
         let m = parse_line(line).unwrap();
         assert_eq!(m.mount_point, PathBuf::from("/mnt/a b"));
+        assert_eq!((m.id, m.dev), (36, (0, 42)));
         assert_eq!(
             (m.fstype.as_str(), m.source.as_str()),
             ("fuse.emptydirfs", "emptydirfs-memory")

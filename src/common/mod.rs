@@ -7,10 +7,13 @@
 //!   defaults (what a memory volume without limits gets);
 //! - [`wire`]: the control socket every daemon listens on (messages with descriptors);
 //! - [`control`]: what is asked over it by the control side (`STATUS`) and its answer;
+//! - [`heartbeat`]: when a daemon's control thread last ran, readable while it cannot
+//!   answer;
 //! - [`serve_args`]: the `serve` command line, built by the control side, parsed by the
 //!   daemon.
 
 pub mod control;
+pub mod heartbeat;
 pub mod serve_args;
 pub mod wire;
 

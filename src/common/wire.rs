@@ -104,8 +104,10 @@ pub fn listen(path: &Path) -> io::Result<OwnedFd> {
 }
 
 /// Connects to the control socket at `path`, which must be a socket itself, not a
-/// symlink to one (a symlink could lead a hand-off to another daemon).
-pub fn connect(path: &Path) -> io::Result<OwnedFd> {
+/// symlink to one (a symlink could lead a hand-off to another daemon). A listener whose
+/// backlog is full (a stopped daemon asked many times) makes the connect wait: at most
+/// `timeout`, then `WouldBlock`; sends on the connection are bounded the same way.
+pub fn connect(path: &Path, timeout: Duration) -> io::Result<OwnedFd> {
     use std::os::unix::fs::FileTypeExt;
     let meta = std::fs::symlink_metadata(path)?;
     if meta.file_type().is_symlink() {
@@ -122,6 +124,20 @@ pub fn connect(path: &Path) -> io::Result<OwnedFd> {
     }
     let sock = socket()?;
     let (_dir, addr, len) = address(path)?;
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
+    };
+    // SAFETY: `sock` is an open socket we own; `tv` is a valid timeval of the size given.
+    cvt(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })?;
     cvt(unsafe {
         libc::connect(
             sock.as_raw_fd(),

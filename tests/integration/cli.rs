@@ -211,3 +211,31 @@ fn disk_volumes_need_a_backing_directory() {
     assert_eq!(fs::read(&file).unwrap(), b"keep me");
     assert!(!missing.exists(), "nothing created");
 }
+
+/// A volume's root is 0777 on every medium, as `setup` and the README say: a disk
+/// volume over a plain `mkdir`-made (0755) backing directory too, and another uid can
+/// write into it (through a bind mount, as a container sees it); `--root-mode` and
+/// `--root-group` set it otherwise.
+fn the_root_is_0777_and_writable_by_another_user(m: Medium) {
+    use std::os::unix::fs::MetadataExt;
+    let v = Volume::start(m, &[]);
+    assert_eq!(fs::metadata(&v.mnt).unwrap().mode() & 0o7777, 0o777);
+    let view = crate::kubelet::View::of(&v.mnt);
+    let out = sh_as(
+        1000,
+        1000,
+        &format!("echo mine > {}/f", view.path.display()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::metadata(v.mnt.join("f")).unwrap().uid(), 1000);
+    drop(view);
+    let v = Volume::start(m, &["--root-mode", "1770", "--root-group", "4242"]);
+    let root = fs::metadata(&v.mnt).unwrap();
+    assert_eq!((root.mode() & 0o7777, root.gid()), (0o1770, 4242));
+}
+
+on_every_medium!(the_root_is_0777_and_writable_by_another_user);

@@ -146,6 +146,12 @@ pub fn daemons_below(dir: &Path) -> Vec<u32> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
+        // Daemons name themselves so; reading the command line of another process may
+        // wait for its memory map, which a process faulting on a stopped volume holds.
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if !comm.starts_with("emptydirfs") {
+            continue;
+        }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let args: Vec<String> = cmdline
             .split(|&b| b == 0)

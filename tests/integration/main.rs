@@ -45,3 +45,4 @@ mod programs;
 mod refusals;
 mod setup;
 mod shell;
+mod wedged;

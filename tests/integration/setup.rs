@@ -3,6 +3,7 @@
 
 use crate::harness::*;
 use crate::kubelet::*;
+use crate::wedged::{ANSWERS_WITHIN, run_within, signal, status_within, stop_daemon};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
@@ -18,6 +19,7 @@ on_every_medium!(
     concurrent_setups_end_with_one_volume_and_one_daemon,
     teardown_of_a_busy_volume_succeeds_and_the_user_gets_errors,
     a_stopped_daemon_is_never_killed_by_setup,
+    teardown_leaves_no_mount_of_the_volume_anywhere,
     an_interrupted_teardown_is_finished_by_the_next,
     the_daemon_keeps_none_of_the_callers_descriptors,
 );
@@ -323,40 +325,64 @@ fn a_stopped_daemon_is_never_killed_by_setup(m: Medium) {
     let v = k.setup("paused", &flags);
     fs::write(v.join("kept"), b"data").unwrap();
     let pid = k.daemons()[0];
-    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
-    let out = k.run(
+    stop_daemon(pid);
+    let out = run_within(
+        &k,
         &[
             &["setup", "--pod-uid", POD, "--volume", "paused"],
             &flags[..],
         ]
         .concat(),
+        ANSWERS_WITHIN,
     );
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not answering"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("not answering"), "{}", out.stderr);
     assert_eq!(
-        json_str(&k.status_json("paused"), "health"),
+        json_str(&status_within(&k, "paused"), "health"),
         "not answering"
     );
-    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    signal(pid, libc::SIGCONT);
     assert_eq!(k.daemons(), vec![pid], "the same daemon");
     assert_eq!(
         fs::read(v.join("kept")).unwrap(),
         b"data",
         "its data untouched"
     );
-    // A stopped daemon does not stop teardown: SIGKILL reaches it after the grace period.
-    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
-    let out = k.run(&[
-        "teardown",
-        "--pod-uid",
-        POD,
-        "--volume",
-        "paused",
-        "--grace",
-        "1",
-    ]);
-    assert_success(&out, "teardown");
+    // A stopped daemon does not stop teardown: it is let go on to handle its SIGTERM.
+    stop_daemon(pid);
+    let out = run_within(
+        &k,
+        &[
+            "teardown",
+            "--pod-uid",
+            POD,
+            "--volume",
+            "paused",
+            "--grace",
+            "1",
+        ],
+        ANSWERS_WITHIN,
+    );
+    assert!(out.status.success(), "teardown: {}", out.stderr);
     k.assert_gone("paused");
+}
+
+/// A bind mount of the volume left elsewhere (a container's view kubelet did not clean
+/// up) is detached by teardown, not left as a dead mount.
+fn teardown_leaves_no_mount_of_the_volume_anywhere(m: Medium) {
+    let k = KubeletRoot::new();
+    let v = k.setup("bound", &["--medium", k8s_medium(m)]);
+    fs::write(v.join("f"), b"x").unwrap();
+    let view = View::of(&v);
+    assert_eq!(fs::read(view.path.join("f")).unwrap(), b"x");
+    let out = run_within(
+        &k,
+        &["teardown", "--pod-uid", POD, "--volume", "bound"],
+        SLOW,
+    );
+    assert!(out.status.success(), "teardown: {}", out.stderr);
+    assert!(!is_mounted(&view.path), "the bind mount is left");
+    k.assert_gone("bound");
 }
 
 fn an_interrupted_teardown_is_finished_by_the_next(m: Medium) {

@@ -9,8 +9,8 @@
 
 use super::error::Code;
 use super::node::Node;
-use crate::common::control as client;
-use crate::control::volume::probe::{Health, probe};
+use super::state::Record;
+use crate::control::volume::probe::{Health, Probed};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -37,7 +37,7 @@ impl Metrics {
     /// The whole exposition, in Prometheus' text format.
     pub fn render(&self, node: &Node) -> String {
         let mut out = String::new();
-        let gauges: [(&str, &str); 6] = [
+        let gauges: [(&str, &str); 8] = [
             (
                 "emptydirfs_volume_size_limit_bytes",
                 "The volume's size limit.",
@@ -53,42 +53,56 @@ impl Metrics {
             ),
             (
                 "emptydirfs_volume_daemon_up",
-                "1 if the volume is mounted and answers, else 0.",
+                "1 if the volume is mounted and its daemon answers, else 0.",
             ),
             (
                 "emptydirfs_volume_handoffs",
                 "Hand-offs of the volume from one daemon to the next.",
             ),
+            (
+                "emptydirfs_volume_not_answering_seconds",
+                "How long the volume's daemon, alive, has not answered (0 while it answers).",
+            ),
+            (
+                "emptydirfs_volume_requests_waiting",
+                "Requests the kernel holds for the volume's daemon (sent, not yet answered).",
+            ),
         ];
-        let mut rows: Vec<[Option<u64>; 6]> = Vec::new();
+        let records: Vec<Record> = node
+            .state
+            .ids()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|id| node.state.load(id).ok().flatten())
+            .collect();
+        // Every volume asked at once: a scrape costs one answer timeout at most, however
+        // many daemons are stopped.
+        let probed: Vec<Probed> = std::thread::scope(|s| {
+            let handles: Vec<_> = records.iter().map(|r| s.spawn(|| node.health(r))).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Health::Failing("probing it panicked".into()).into())
+                })
+                .collect()
+        });
+        let mut rows: Vec<[Option<u64>; 8]> = Vec::new();
         let mut labels = Vec::new();
         let mut builds = Vec::new();
-        for id in node.state.ids().unwrap_or_default() {
-            let Ok(Some(r)) = node.state.load(&id) else {
-                continue;
-            };
-            let health = probe(&r.target);
-            let c = match &health {
+        for (r, p) in records.iter().zip(probed) {
+            let health = &p.health;
+            let c = match health {
                 Health::Serving(_, c) => Some(*c),
                 _ => None,
             };
             let memory = r.spec.medium == crate::control::volume::spec::VolumeMedium::Memory;
-            let daemon = match &health {
-                Health::Serving(t, _) if t == crate::common::FSTYPE => {
-                    let control = node.state.dir(&id).join("control.sock");
-                    client::status(&control, Duration::from_secs(2)).ok()
-                }
+            let stalled = match health {
+                Health::NotAnswering(s) => Some(s.since.map_or(0, |d| d.as_secs())),
+                Health::Serving(..) => Some(0),
                 _ => None,
             };
-            let handoffs = daemon
-                .as_deref()
-                .and_then(|d| client::field(d, "handoffs")?.parse().ok());
-            builds.push(
-                daemon
-                    .as_deref()
-                    .and_then(|d| client::field(d, "build"))
-                    .map(String::from),
-            );
+            builds.push(p.daemon.as_ref().map(|d| d.build.clone()));
             rows.push([
                 r.spec.size_limit.or(c.and_then(|c| c.size)),
                 c.and_then(|c| c.used_bytes),
@@ -97,7 +111,9 @@ impl Metrics {
                     .or(c.filter(|_| memory).and_then(|c| c.inodes)),
                 c.and_then(|c| c.inodes_used),
                 Some(u64::from(c.is_some())),
-                handoffs,
+                p.daemon.as_ref().and_then(|d| d.handoffs),
+                stalled,
+                p.waiting,
             ]);
             labels.push(format!(
                 "namespace=\"{}\",pod=\"{}\",volume=\"{}\",medium=\"{}\",volume_id=\"{}\"",

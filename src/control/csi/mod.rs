@@ -53,6 +53,8 @@ pub struct CsiOptions {
     /// The driver's own cgroup, for daemons whose pod's cgroup is not found.
     pub fallback_cgroup: PathBuf,
     pub orphan_grace: Duration,
+    /// How long a daemon gets to exit on SIGTERM at unpublish.
+    pub stop_grace: Duration,
     pub metrics_address: Option<SocketAddr>,
     /// Once loaded, hand every volume whose daemon runs another build to a new daemon.
     pub upgrade_daemons: bool,
@@ -124,6 +126,7 @@ pub fn run(opts: &CsiOptions) -> Result<(), Failure> {
     let settings = node::Settings {
         kubelet_root,
         policy: opts.policy.clone(),
+        stop_grace: opts.stop_grace,
     };
     let node = Arc::new(node::Node::new(settings, state, placer));
     let metrics = Arc::new(metrics::Metrics::default());
@@ -132,7 +135,9 @@ pub fn run(opts: &CsiOptions) -> Result<(), Failure> {
     if let Some(addr) = opts.metrics_address {
         let tcp = TcpListener::bind(addr)
             .map_err(|e| failed(format!("--metrics-address {addr}: {e}")))?;
-        log::info!("metrics at http://{addr}/metrics");
+        // The address bound (port 0 asks the kernel for a free one).
+        let bound = tcp.local_addr().unwrap_or(addr);
+        log::info!("metrics at http://{bound}/metrics");
         let (m, n) = (metrics.clone(), node.clone());
         thread("metrics", move || metrics::serve(tcp, m, n))?;
     }
@@ -203,10 +208,13 @@ fn bind(socket: &Path) -> Result<std::os::unix::net::UnixListener, Failure> {
     Ok(listener)
 }
 
-/// How long connections get to close after SIGTERM.
-const DRAIN: Duration = Duration::from_secs(5);
+/// How long connections get to close after SIGTERM, and calls under way to finish: the
+/// plugin exits within a second whatever they do (a call cut short is finished by the
+/// next plugin: the state dir is the only truth, and kubelet repeats unfinished calls).
+const DRAIN: Duration = Duration::from_millis(400);
+const FINISH: Duration = Duration::from_millis(300);
 
-/// Serves gRPC until SIGTERM or SIGINT; calls under way are given 30 s to finish.
+/// Serves gRPC until SIGTERM or SIGINT, then exits within a second.
 fn serve(
     service: grpc::Service,
     listener: std::os::unix::net::UnixListener,
@@ -245,15 +253,12 @@ fn serve(
         match tokio::time::timeout(DRAIN, server).await {
             Ok(r) => r.map_err(|e| failed(format!("serving gRPC: {e}"))),
             Err(_) => {
-                log::warn!(
-                    "connections still open {} s after {sig}; exiting",
-                    DRAIN.as_secs()
-                );
+                log::warn!("connections still open {DRAIN:?} after {sig}; exiting");
                 Ok(())
             }
         }
     });
-    rt.shutdown_timeout(Duration::from_secs(30));
+    rt.shutdown_timeout(FINISH);
     result
 }
 

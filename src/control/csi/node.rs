@@ -15,7 +15,7 @@ use super::request::{Publish, check_target, check_volume_id};
 use super::state::{Record, StateDir};
 use crate::control::volume::dirs::{Created, remove_mount_dir};
 use crate::control::volume::lifecycle::{self, Found};
-use crate::control::volume::probe::{Counters, Health, probe};
+use crate::control::volume::probe::{Counters, Health, Probed, probe};
 use crate::control::volume::spec::VolumeMedium;
 use crate::control::volume::{daemon, hugepages};
 use crate::error::Failure;
@@ -24,10 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-
-/// How long a volume's daemon gets to exit on SIGTERM at unpublish before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+use std::time::{Duration, Instant};
 
 /// The node's settings, from the plugin's flags.
 #[derive(Clone, Debug)]
@@ -35,6 +32,8 @@ pub struct Settings {
     /// Canonical.
     pub kubelet_root: PathBuf,
     pub policy: Policy,
+    /// How long a volume's daemon gets to exit on SIGTERM at unpublish before SIGKILL.
+    pub stop_grace: Duration,
 }
 
 pub struct Node {
@@ -46,6 +45,8 @@ pub struct Node {
     busy: Mutex<HashSet<String>>,
     /// The last counters each volume's daemon answered, for stats of a dead one.
     last: Mutex<HashMap<String, Counters>>,
+    /// When this plugin first saw each volume's daemon not answering.
+    stalled: Mutex<HashMap<String, Instant>>,
 }
 
 /// A claim on volumes and targets for one call; released on drop.
@@ -72,6 +73,7 @@ impl Node {
             ready: AtomicBool::new(false),
             busy: Mutex::new(HashSet::new()),
             last: Mutex::new(HashMap::new()),
+            stalled: Mutex::new(HashMap::new()),
         }
     }
 
@@ -79,17 +81,22 @@ impl Node {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Loads the state of existing volumes (finishing interrupted deletes) and says how
-    /// each is doing; then the plugin is ready.
+    /// Loads the state of existing volumes (finishing interrupted deletes); then the
+    /// plugin is ready, and says how each volume is doing (asking each daemon from
+    /// outside its volume: a stopped one costs a timeout, never a hang).
     pub fn load(&self) -> Result<(), Failure> {
-        for id in self.state.ids()? {
+        let ids = self.state.ids()?;
+        self.ready.store(true, Ordering::Release);
+        for id in ids {
             match self.state.load(&id) {
                 Ok(Some(r)) => log::info!(
                     "volume {id} of pod {}/{} ({}): {} at {}{}",
                     r.pod.namespace,
                     r.pod.name,
                     r.spec.medium,
-                    probe(&r.target).label(),
+                    probe(&r.target, &self.state.control_socket(&id))
+                        .health
+                        .describe(),
                     r.target.display(),
                     if self.state.is_published(&id) {
                         ""
@@ -101,7 +108,6 @@ impl Node {
                 Err(e) => log::error!("volume {id}: {e}; left alone"),
             }
         }
-        self.ready.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -123,9 +129,7 @@ impl Node {
                 &placement.control_socket,
                 Duration::from_secs(2),
             ) {
-                Ok(s) => crate::common::control::field(&s, "build")
-                    .unwrap_or("")
-                    .to_string(),
+                Ok(s) => s.build,
                 Err(e) => {
                     log::warn!(
                         "volume {id}: its daemon does not answer status ({e}); not upgraded"
@@ -213,7 +217,8 @@ impl Node {
             Some(_) => {}
             None => self.check_target_is_free(&p.target)?,
         }
-        let found = lifecycle::examine(&p.target, medium).map_err(|e| match e {
+        let control = self.state.control_socket(&p.volume_id);
+        let found = lifecycle::examine(&p.target, &control, medium).map_err(|e| match e {
             Failure::Invalid(m) => err(Code::FailedPrecondition, m),
             Failure::Failed(m) => err(Code::Unavailable, m),
         })?;
@@ -314,7 +319,7 @@ impl Node {
         let _busy = self.claim(id, target)?;
         match self.state.load(id)? {
             Some(r) if r.target == target => self.tear_down(&r),
-            _ => clean_target(target),
+            _ => clean_target(target, self.settings.stop_grace),
         }
     }
 
@@ -324,7 +329,7 @@ impl Node {
         if let Err(e) = self.state.mark_published(&r.volume_id, false) {
             left.push(e.to_string());
         }
-        left.extend(lifecycle::stop(&r.target, STOP_GRACE));
+        left.extend(lifecycle::stop(&r.target, self.settings.stop_grace));
         if let Err(e) = self.placer.remove(r) {
             left.push(e.to_string());
         }
@@ -367,7 +372,7 @@ impl Node {
                 r.target.display()
             )));
         }
-        let health = probe(&r.target);
+        let health = self.health(&r).health;
         if health == Health::NotMounted && std::fs::symlink_metadata(&r.target).is_err() {
             return Err(not_found(format!("{path} does not exist")));
         }
@@ -381,7 +386,9 @@ impl Node {
                 last.get(id).copied().unwrap_or_default(),
                 Some(match h {
                     Health::DeadMount => "the volume's daemon is gone: the volume answers ENOTCONN (Transport endpoint is not connected) until it is published again".to_string(),
-                    Health::NotAnswering => "the volume's daemon does not answer within 2 s (stopped or stuck)".into(),
+                    Health::NotAnswering(stall) => format!(
+                        "the volume's daemon is {stall}: the pod's calls into the volume wait until it answers"
+                    ),
                     Health::NotMounted => "the volume is not mounted".into(),
                     Health::Failing(e) => format!("the volume fails: {e}"),
                     Health::Serving(..) => unreachable!(),
@@ -390,6 +397,28 @@ impl Node {
         };
         drop(last);
         Ok(stats_response(&r, &counters, condition))
+    }
+
+    /// How volume `r` is doing, from outside it (see `volume/probe.rs`). A daemon not
+    /// answering is said to be so for at least as long as this plugin has seen it so.
+    pub fn health(&self, r: &Record) -> Probed {
+        let mut probed = probe(&r.target, &self.state.control_socket(&r.volume_id));
+        let mut stalled = self.stalled.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut probed.health {
+            Health::NotAnswering(stall) => {
+                let first = *stalled
+                    .entry(r.volume_id.clone())
+                    .or_insert_with(Instant::now);
+                let seen = first.elapsed();
+                if stall.since.is_none_or(|s| s < seen) {
+                    stall.since = Some(seen);
+                }
+            }
+            _ => {
+                stalled.remove(&r.volume_id);
+            }
+        }
+        probed
     }
 }
 
@@ -448,10 +477,10 @@ fn check_parent(target: &Path) -> CsiResult<()> {
 /// A target with no record of ours: an emptydirfs mount there (a record lost, a publish
 /// interrupted before its record) is stopped and unmounted and the directory removed;
 /// anything else mounted there is left alone.
-fn clean_target(target: &Path) -> CsiResult<()> {
+fn clean_target(target: &Path, grace: Duration) -> CsiResult<()> {
     match mounts::mounted_at(target) {
         Ok(Some(m)) if is_ours(&m) => {
-            let left = lifecycle::stop(target, STOP_GRACE);
+            let left = lifecycle::stop(target, grace);
             if !left.is_empty() {
                 return Err(err(Code::Internal, left.join("; ")));
             }

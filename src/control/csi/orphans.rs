@@ -11,7 +11,7 @@
 //! directory cannot go while it is mounted, and kubelet unpublishes it.
 
 use super::node::Node;
-use crate::control::volume::probe::{Health, probe};
+use crate::control::volume::probe::Health;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,17 +38,28 @@ pub fn collect(node: &Node, grace: Duration, seen: &mut HashMap<String, Instant>
         let Ok(Some(r)) = node.state.load(&id) else {
             continue;
         };
-        let Ok(_busy) = node.claim(&id, &r.target) else {
-            continue; // kubelet is at it
+        // Looked at without a claim (asking a daemon may take its answer timeout, and a
+        // claim held meanwhile would turn kubelet's calls away); claimed, and looked at
+        // again, only to be collected.
+        let is_orphan = || {
+            matches!(
+                node.health(&r).health,
+                Health::NotMounted | Health::DeadMount
+            ) && pod_is_gone(node, &r.pod.uid)
         };
-        let orphan = matches!(probe(&r.target), Health::NotMounted | Health::DeadMount)
-            && pod_is_gone(node, &r.pod.uid);
+        let orphan = is_orphan();
         if !orphan {
             seen.remove(&id);
             continue;
         }
         let since = *seen.entry(id.clone()).or_insert_with(Instant::now);
         if since.elapsed() < grace {
+            continue;
+        }
+        let Ok(_busy) = node.claim(&id, &r.target) else {
+            continue; // kubelet is at it
+        };
+        if !is_orphan() {
             continue;
         }
         log::warn!(

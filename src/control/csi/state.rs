@@ -160,12 +160,17 @@ impl StateDir {
     }
 
     /// Where the volume's pieces are, for the shared lifecycle.
+    /// Where volume `id`'s daemon listens.
+    pub fn control_socket(&self, id: &str) -> PathBuf {
+        self.dir(id).join("control.sock")
+    }
+
     pub fn placement(&self, r: &Record, launch: Launch) -> Placement {
         Placement {
             mount_point: r.target.clone(),
             data_dir: self.dir(&r.volume_id).join("data"),
             log_file: self.dir(&r.volume_id).join("daemon.log"),
-            control_socket: self.dir(&r.volume_id).join("control.sock"),
+            control_socket: self.control_socket(&r.volume_id),
             launch,
         }
     }

@@ -1,7 +1,7 @@
 //! One pod's setups and teardowns run one at a time, and never through a symlink.
 
 use super::layout::Layout;
-use crate::control::volume::dirs::{Created, DirLock, check_is_dir};
+use crate::control::volume::dirs::{Created, DirLock, check_is_dir, is_mount_point};
 use crate::error::{Failure, failed};
 use std::path::Path;
 
@@ -39,8 +39,12 @@ pub fn check_layout(l: &Layout) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Refuses a layout directory that is not a real directory.
+/// Refuses a layout directory that is not a real directory. A mount point (the volume's,
+/// when mounted) is one and is not looked at (`check_is_dir`).
 fn check_dir_if_present(path: &Path) -> Result<bool, Failure> {
+    if is_mount_point(path) {
+        return Ok(true);
+    }
     match std::fs::symlink_metadata(path) {
         Ok(_) => check_is_dir(path).map(|()| true),
         Err(_) => Ok(false),

@@ -95,7 +95,7 @@ fn set_up_locked(l: &Layout, spec: &VolumeSpec, created: &mut Created) -> Result
         )));
     }
     let placement = placement(l);
-    if lifecycle::examine(&volume_dir, spec.medium)? == Found::Serving {
+    if lifecycle::examine(&volume_dir, &placement.control_socket, spec.medium)? == Found::Serving {
         if l.ready_file().exists() {
             return Ok(Outcome::AlreadyServing(volume_dir));
         }

@@ -1,10 +1,12 @@
 //! `emptydirfs status`: every emptyDir volume under a kubelet root, from the mount table,
-//! the meta dirs and one `statfs` each (the daemon's counters), never from a walk.
+//! the meta dirs and each daemon's answer on its control socket (its counters), never
+//! from a walk and never by entering a volume (see `volume/probe.rs`): a stopped or stuck
+//! daemon costs one answer timeout (the volumes are asked at once), never a hang.
 
 use super::layout::{self, Layout};
-use crate::common::control::{self as client, field};
+use crate::common::control::DaemonStatus;
 use crate::control::volume::daemon;
-use crate::control::volume::probe::{Counters, Health, probe};
+use crate::control::volume::probe::{Counters, Health, Probed, probe};
 use crate::control::volume::spec::{VolumeMedium, VolumeSpec};
 use crate::error::{Failure, invalid};
 use std::collections::BTreeSet;
@@ -24,7 +26,9 @@ pub struct VolumeStatus {
     pub pids: Vec<u32>,
     pub health: Health,
     /// Its daemon's answer to `STATUS` (version, build, hand-offs), if it gave one.
-    pub daemon: Option<String>,
+    pub daemon: Option<DaemonStatus>,
+    /// Requests the kernel holds for its daemon (sent, not answered), if known.
+    pub waiting: Option<u64>,
 }
 
 impl VolumeStatus {
@@ -62,17 +66,26 @@ impl VolumeStatus {
 
     /// The daemon's version and build (`0.1.0+<hash>`).
     pub fn daemon_build(&self) -> Option<&str> {
-        field(self.daemon.as_deref()?, "build")
+        Some(self.daemon.as_ref()?.build.as_str()).filter(|b| !b.is_empty())
     }
 
     /// Hand-offs the volume went through.
     pub fn handoffs(&self) -> Option<u64> {
-        field(self.daemon.as_deref()?, "handoffs")?.parse().ok()
+        self.daemon.as_ref()?.handoffs
     }
 
-    /// `serving`, `dead mount`, ..., with `(not ready)` or `(deleting)` when so.
+    /// How long its daemon has not answered, if it is alive and does not.
+    pub fn not_answering_for(&self) -> Option<Duration> {
+        match &self.health {
+            Health::NotAnswering(s) => s.since,
+            _ => None,
+        }
+    }
+
+    /// `serving`, `dead mount`, `not answering for 12 s (...)`, ..., with `(not ready)`
+    /// or `(deleting)` when so.
     pub fn health_label(&self) -> String {
-        let mut s = self.health.label().to_string();
+        let mut s = self.health.describe();
         if self.deleting {
             s += " (deleting)";
         } else if !self.ready {
@@ -93,7 +106,7 @@ pub fn status(kubelet_root: &Path, pod_uid: Option<&str>) -> Result<Vec<VolumeSt
             .collect(),
     };
     let daemons = daemon::all();
-    let mut out = Vec::new();
+    let mut found: Vec<(Layout, bool)> = Vec::new();
     for uid in pods {
         let l = Layout::new(root.clone(), uid.clone(), String::new());
         let mut names = BTreeSet::new();
@@ -112,31 +125,43 @@ pub fn status(kubelet_root: &Path, pod_uid: Option<&str>) -> Result<Vec<VolumeSt
             .into_iter()
             .filter(|n| layout::check_volume_name(n).is_ok())
         {
-            let l = Layout::new(root.clone(), uid.clone(), name.clone());
-            let path = l.volume_dir();
-            let health = probe(&path);
-            let daemon = match health {
-                Health::Serving(ref t, _) if t == crate::common::FSTYPE => {
-                    client::status(&l.control_socket(), Duration::from_secs(2)).ok()
-                }
-                _ => None,
-            };
-            out.push(VolumeStatus {
-                pod_uid: uid.clone(),
-                spec: VolumeSpec::read(&l.config_file()).ok().flatten(),
-                ready: l.ready_file().exists(),
-                deleting: deleting.contains(&name),
-                pids: daemons
-                    .iter()
-                    .filter(|(_, m)| *m == path)
-                    .map(|(p, _)| *p)
-                    .collect(),
-                health,
-                daemon,
-                name,
-                path,
-            });
+            let is_deleting = deleting.contains(&name);
+            found.push((Layout::new(root.clone(), uid.clone(), name), is_deleting));
         }
+    }
+    // Every daemon asked at once: stopped ones cost one answer timeout in all.
+    let probed: Vec<Probed> = std::thread::scope(|s| {
+        let handles: Vec<_> = found
+            .iter()
+            .map(|(l, _)| s.spawn(move || probe(&l.volume_dir(), &l.control_socket())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Health::Failing("probing it panicked".into()).into())
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for ((l, deleting), p) in found.into_iter().zip(probed) {
+        let path = l.volume_dir();
+        out.push(VolumeStatus {
+            pod_uid: l.pod_uid.clone(),
+            spec: VolumeSpec::read(&l.config_file()).ok().flatten(),
+            ready: l.ready_file().exists(),
+            deleting,
+            pids: daemons
+                .iter()
+                .filter(|(_, m)| *m == path)
+                .map(|(p, _)| *p)
+                .collect(),
+            health: p.health,
+            daemon: p.daemon,
+            waiting: p.waiting,
+            name: l.name.clone(),
+            path,
+        });
     }
     Ok(out)
 }
@@ -265,7 +290,7 @@ pub fn render_json(volumes: &[VolumeStatus]) -> String {
             let medium = v.spec.as_ref().map_or("null".into(), |s| json_str(&s.medium.kubernetes_name()));
             let pid = v.pids.first().map(|p| u64::from(*p));
             format!(
-                "{{\"pod_uid\":{},\"volume\":{},\"path\":{},\"medium\":{},\"size_limit\":{},\"used_bytes\":{},\"inode_limit\":{},\"inodes_used\":{},\"pid\":{},\"daemon_version\":{},\"handoffs\":{},\"health\":{},\"ready\":{},\"deleting\":{}}}",
+                "{{\"pod_uid\":{},\"volume\":{},\"path\":{},\"medium\":{},\"size_limit\":{},\"used_bytes\":{},\"inode_limit\":{},\"inodes_used\":{},\"pid\":{},\"daemon_version\":{},\"handoffs\":{},\"health\":{},\"health_detail\":{},\"not_answering_seconds\":{},\"requests_waiting\":{},\"ready\":{},\"deleting\":{}}}",
                 json_str(&v.pod_uid),
                 json_str(&v.name),
                 json_str(&v.path.to_string_lossy()),
@@ -278,6 +303,9 @@ pub fn render_json(volumes: &[VolumeStatus]) -> String {
                 v.daemon_build().map_or("null".into(), json_str),
                 json_num(v.handoffs()),
                 json_str(v.health.label()),
+                json_str(&v.health.describe()),
+                json_num(v.not_answering_for().map(|d| d.as_secs())),
+                json_num(v.waiting),
                 v.ready,
                 v.deleting
             )

@@ -1,7 +1,8 @@
 //! `emptydirfs teardown`: take a pod's volume away with all its data, idempotently.
 //!
 //! Order (as kubelet's, plus what a FUSE volume needs): remove `ready`; stop the daemon
-//! (SIGTERM, SIGKILL after the grace period); unmount, lazily if busy or dead; rename the
+//! (SIGTERM and SIGCONT, SIGKILL after the grace period) and abort its connection;
+//! unmount, lazily if busy or dead, with every other mount of the volume; rename the
 //! meta dir (with a disk volume's data) to `<NAME>.deleting~` so that a crash mid-delete
 //! never leaves a half-deleted live volume, then delete it; remove the volume directory.
 //! A teardown interrupted anywhere is finished by the next one. It fails only if
@@ -10,7 +11,7 @@
 use super::layout::{self, Layout};
 use super::lock::{PodLock, check_layout};
 use crate::control::volume::daemon;
-use crate::control::volume::dirs::{Created, delete_aside, remove_mount_dir};
+use crate::control::volume::dirs::{Created, delete_aside, is_mount_point, remove_mount_dir};
 use crate::control::volume::lifecycle;
 use crate::error::{Failure, failed, invalid};
 use crate::mounts;
@@ -89,7 +90,8 @@ fn what_is_left(l: &Layout) -> Vec<String> {
     }
     let paths: [PathBuf; 3] = [volume_dir, l.meta_dir(), l.deleting_dir()];
     for p in paths {
-        if std::fs::symlink_metadata(&p).is_ok() {
+        // A path still mounted is reported above and never looked into.
+        if !is_mount_point(&p) && std::fs::symlink_metadata(&p).is_ok() {
             left.push(format!("{} still exists", p.display()));
         }
     }

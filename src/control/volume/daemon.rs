@@ -241,10 +241,22 @@ pub fn find(mountpoint: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// The process name every daemon gives itself (`serve` sets it, whatever the program's
+/// file is called), so that daemons are found without reading other processes' memory.
+pub const PROCESS_NAME: &str = "emptydirfs";
+
 /// What `pid` serves, if it is `<program> serve ... <mountpoint>` running as our user (a
 /// process of another user can put anything in its command line). A zombie has an empty
 /// command line and serves nothing.
+///
+/// The command line is read only of processes named [`PROCESS_NAME`]: reading another
+/// process's command line takes its memory map's lock, which a pod's process faulting on
+/// a wedged volume can hold for as long as the volume does not answer.
 fn serving(pid: u32) -> Option<PathBuf> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    if !comm.starts_with(PROCESS_NAME) {
+        return None;
+    }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let uid: u32 = status
         .lines()
@@ -253,6 +265,7 @@ fn serving(pid: u32) -> Option<PathBuf> {
         .next()?
         .parse()
         .ok()?;
+    // SAFETY: geteuid has no preconditions.
     if uid != unsafe { libc::geteuid() } {
         return None;
     }
@@ -262,6 +275,14 @@ fn serving(pid: u32) -> Option<PathBuf> {
         return None;
     }
     Some(PathBuf::from(OsStr::from_bytes(args.last()?)))
+}
+
+/// The scheduler state of process `pid` (`R`, `S`, `D`, `T`, `Z`, ...), from
+/// `/proc/<pid>/stat`.
+pub fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name is in parentheses and may hold anything: the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// The command line daemon `pid` runs with (what its successor is started with).
@@ -353,7 +374,12 @@ pub fn stop(mountpoint: &Path, grace: Duration) -> Vec<u32> {
     if procs.is_empty() {
         return Vec::new();
     }
-    procs.iter().for_each(|p| p.signal(libc::SIGTERM));
+    // SIGCONT too: a stopped daemon handles its SIGTERM (unmounts, exits) at once instead
+    // of being killed after the grace period.
+    procs.iter().for_each(|p| {
+        p.signal(libc::SIGTERM);
+        p.signal(libc::SIGCONT);
+    });
     let alive = wait_all(&procs.iter().collect::<Vec<_>>(), grace);
     if alive.is_empty() {
         reap();

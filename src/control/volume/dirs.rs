@@ -54,8 +54,13 @@ impl Created {
     }
 }
 
-/// `path` must be a real directory (not a symlink to one).
+/// `path` must be a real directory (not a symlink to one). A mount point is one (the
+/// kernel resolved it when it was mounted) and is not looked at: `lstat` of a volume's
+/// mount point would ask its daemon, which may never answer.
 pub fn check_is_dir(path: &Path) -> Result<(), Failure> {
+    if is_mount_point(path) {
+        return Ok(());
+    }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(invalid(format!(
@@ -132,12 +137,14 @@ pub fn delete_aside(dir: &Path, aside: &Path) -> Result<(), Failure> {
 }
 
 /// Removes a tree that may be absent. Anything mounted inside it is first detached
-/// (lazily), so the delete never reaches into another filesystem.
+/// (lazily), so the delete never reaches into another filesystem (nor waits for one: a
+/// wedged FUSE filesystem mounted inside is detached before anything below it is looked
+/// at).
 pub fn remove_tree(path: &Path) -> Result<(), Failure> {
+    detach_mounts_below(path)?;
     if std::fs::symlink_metadata(path).is_err() {
         return Ok(());
     }
-    detach_mounts_below(path)?;
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -165,12 +172,20 @@ fn detach_mounts_below(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Whether something is mounted at `path`, from the mount table (never by looking at
+/// `path` itself). Unreadable mount table: assume so, and touch nothing.
+pub fn is_mount_point(path: &Path) -> bool {
+    mounts::mounted_at(path).map_or(true, |m| m.is_some())
+}
+
 /// Removes the mount point (and anything written into it while unmounted), never
-/// through a mount.
+/// through a mount, and never looking into one that is still mounted.
 pub fn remove_mount_dir(path: &Path) -> Result<(), Failure> {
+    if is_mount_point(path) {
+        return Ok(()); // the caller reports it
+    }
     match std::fs::symlink_metadata(path) {
         Err(_) => Ok(()),
-        Ok(_) if mounts::mounted_at(path).ok().flatten().is_some() => Ok(()), // the caller reports it
         Ok(m) if m.is_dir() => remove_tree(path),
         Ok(_) => std::fs::remove_file(path)
             .map_err(|e| failed(format!("removing {}: {e}", path.display()))),

@@ -8,11 +8,13 @@
 
 use super::daemon;
 use super::dirs::{Created, unmount_all};
-use super::hugepages;
 use super::probe::{Health, probe};
 use super::spec::{VolumeMedium, VolumeSpec};
+use super::{fusectl, hugepages};
+use crate::common::FSTYPE;
 use crate::common::serve_args::{Medium, ServeArgs};
 use crate::error::{Failure, failed, invalid};
+use crate::mounts;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,21 +56,22 @@ pub fn fstype(medium: VolumeMedium) -> &'static str {
     }
 }
 
-/// Looks at the mount point. Refused: another filesystem mounted there (never touched),
-/// and a daemon that is alive but does not answer (stopped, stuck: never killed here,
-/// since its data would go with it).
-pub fn examine(mount_point: &Path, medium: VolumeMedium) -> Result<Found, Failure> {
+/// Looks at the mount point (from outside: see `probe.rs`), the daemon asked on
+/// `control`. Refused: another filesystem mounted there (never touched), and a daemon
+/// that is alive but does not answer (stopped, stuck: never killed here, since its data
+/// would go with it).
+pub fn examine(mount_point: &Path, control: &Path, medium: VolumeMedium) -> Result<Found, Failure> {
     let want = fstype(medium);
-    match probe(mount_point) {
+    match probe(mount_point, control).health {
         Health::Serving(fstype, _) if fstype != want => Err(invalid(format!(
             "{} is already a mount point of {fstype}, not of this volume; refusing to touch it",
             mount_point.display()
         ))),
         Health::Serving(..) => Ok(Found::Serving),
-        h @ (Health::NotAnswering | Health::Failing(_)) => Err(failed(format!(
+        h @ (Health::NotAnswering(_) | Health::Failing(_)) => Err(failed(format!(
             "volume {} is mounted but {}; not touching it (its daemon: {:?})",
             mount_point.display(),
-            h.label(),
+            h.describe(),
             daemon::find(mount_point)
         ))),
         Health::DeadMount | Health::NotMounted => Ok(Found::Down),
@@ -78,13 +81,12 @@ pub fn examine(mount_point: &Path, medium: VolumeMedium) -> Result<Found, Failur
 /// Clears what a dead instance left at the mount point: a daemon still around (stopped
 /// with SIGTERM, then SIGKILL), and every mount stacked there.
 pub fn clear(mount_point: &Path) -> Result<(), Failure> {
-    let stuck = daemon::stop(mount_point, STALE_GRACE);
-    if !stuck.is_empty() {
-        return Err(failed(format!(
-            "the old daemon {stuck:?} of this volume would not stop"
-        )));
+    let errors = stop(mount_point, STALE_GRACE);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(failed(errors.join("; ")))
     }
-    unmount_all(mount_point)
 }
 
 /// Mounts the volume at its (existing, empty) mount point: hugetlbfs once the pool has
@@ -151,17 +153,78 @@ fn set_root(path: &Path, spec: &VolumeSpec) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(spec.root_mode()))
 }
 
-/// Stops the volume: its daemon (SIGTERM; SIGKILL after `grace`), then every mount at the
-/// mount point (lazily if busy or dead). Every step runs even when one before it failed;
-/// returns what went wrong.
+/// Stops the volume: its daemon (SIGTERM; SIGKILL after `grace`), its FUSE connection
+/// (aborted: anything of the pod still waiting on the volume gets an error instead of
+/// waiting for ever; a daemon that exited has ended it already), every mount at the
+/// mount point (lazily if busy), then every other mount of the same filesystem (bind
+/// mounts of the volume elsewhere). A daemon that SIGKILL does not end is blocked in the
+/// kernel (on its backing disk): it is reported, and the rest goes on. Every step runs
+/// even when one before it failed; returns what went wrong. Nothing here enters the
+/// volume.
 pub fn stop(mount_point: &Path, grace: Duration) -> Vec<String> {
     let mut errors = Vec::new();
+    // Learnt while the volume is mounted here: its filesystem lives (and its device
+    // number and connection stay its own) as long as a mount of it does.
+    let mounted = mounts::mounted_at(mount_point).ok().flatten();
+    let connection = mounted
+        .as_ref()
+        .filter(|m| m.fstype == FSTYPE)
+        .and_then(|m| fusectl::Connection::open(m.dev));
+    let elsewhere: Vec<mounts::MountEntry> = match &mounted {
+        Some(m) => mounts::mounts_of(m.dev)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| o.id != m.id)
+            .collect(),
+        None => Vec::new(),
+    };
     let stuck = daemon::stop(mount_point, grace);
     if !stuck.is_empty() {
-        errors.push(format!("daemon {stuck:?} would not die"));
+        errors.push(format!(
+            "daemon {stuck:?} would not die (blocked in the kernel, on its backing filesystem)"
+        ));
+    }
+    if let Some(c) = connection
+        && let Err(e) = c.abort()
+    {
+        errors.push(format!(
+            "aborting the connection of {}: {e}",
+            mount_point.display()
+        ));
     }
     if let Err(e) = unmount_all(mount_point) {
         errors.push(e.to_string());
+    }
+    errors.extend(detach_elsewhere(&elsewhere, mount_point));
+    errors
+}
+
+/// Detaches the mounts of the volume at `mount_point` found elsewhere (deepest first),
+/// each only if it is still that mount (same mount id at the same place: a mount keeps
+/// its id while it exists); returns those that would not go.
+fn detach_elsewhere(others: &[mounts::MountEntry], mount_point: &Path) -> Vec<String> {
+    let mut others = others.to_vec();
+    others.sort_by_key(|m| std::cmp::Reverse(m.mount_point.as_os_str().len()));
+    let mut errors = Vec::new();
+    for m in others {
+        let still = mounts::list()
+            .unwrap_or_default()
+            .into_iter()
+            .any(|now| now.id == m.id && now.dev == m.dev && now.mount_point == m.mount_point);
+        if !still {
+            continue;
+        }
+        log::warn!(
+            "{} is another mount of the volume at {}: detaching it",
+            m.mount_point.display(),
+            mount_point.display()
+        );
+        if let Err(e) = mounts::unmount(&m.mount_point) {
+            errors.push(format!(
+                "a mount of the volume at {} is left: {e}",
+                m.mount_point.display()
+            ));
+        }
     }
     errors
 }
@@ -183,13 +246,13 @@ pub fn upgrade(p: &Placement, medium: VolumeMedium) -> Result<Upgraded, Failure>
     if let VolumeMedium::HugePages(_) = medium {
         return Ok(Upgraded::KernelServed);
     }
-    match probe(&p.mount_point) {
+    match probe(&p.mount_point, &p.control_socket).health {
         Health::Serving(..) => {}
         h => {
             return Err(failed(format!(
                 "volume {} is {}: there is no serving daemon to hand off from",
                 p.mount_point.display(),
-                h.label()
+                h.describe()
             )));
         }
     }
@@ -227,6 +290,7 @@ pub fn upgrade(p: &Placement, medium: VolumeMedium) -> Result<Upgraded, Failure>
 
 /// Undoes a start that failed half way.
 fn stop_now(mount_point: &Path) {
-    daemon::stop(mount_point, Duration::from_secs(1));
-    let _ = unmount_all(mount_point);
+    for e in stop(mount_point, Duration::from_secs(1)) {
+        log::warn!("undoing a start of {}: {e}", mount_point.display());
+    }
 }

@@ -9,13 +9,15 @@
 //!   one volume;
 //! - [`daemon`]: starting a daemon detached (in a given cgroup), finding, stopping it;
 //! - [`hugepages`]: hugetlbfs page sizes, the pool check, the mount;
-//! - [`probe`]: health and usage from the mount table and `statfs`;
+//! - [`probe`]: health and usage from outside the volume: the mount table, the daemon's
+//!   control socket and heartbeat, the kernel's count of requests held ([`fusectl`]);
 //! - [`names`]: pod UIDs, volume names and the kubelet root, checked;
 //! - [`dirs`]: creating (and undoing), locking and deleting directories, never through a
 //!   mount.
 
 pub mod daemon;
 pub mod dirs;
+pub mod fusectl;
 pub mod hugepages;
 pub mod kv;
 pub mod lifecycle;

@@ -48,7 +48,9 @@ pub fn check_kubelet_root(root: &Path) -> Result<PathBuf, Failure> {
             .join(root)
     };
     let meta = std::fs::symlink_metadata(&absolute).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => invalid(format!("kubelet root {shown} does not exist")),
+        std::io::ErrorKind::NotFound => invalid(format!(
+            "kubelet root {shown} does not exist: give kubelet's directory (its --root-dir) with --kubelet-root"
+        )),
         _ => invalid(format!("kubelet root {shown}: {e}")),
     })?;
     let real = absolute

@@ -6,8 +6,8 @@
 use super::data::{OpenDir, OpenFile};
 use super::nodes::Nodes;
 use super::{DIRENT_BUF, DiskFs};
-use crate::daemon::fs::Transfer;
 use crate::daemon::fs::usage::{Usage, UsageSnapshot};
+use crate::daemon::fs::{BLOCK_SIZE, Backend, Transfer};
 use crate::daemon::state::FdTable;
 use crate::daemon::state::{Reader, Refused, Writer};
 use dashmap::DashMap;
@@ -107,7 +107,7 @@ impl Transfer for DiskFs {
         }
         // As DiskFs::open: modes arrive with the caller's umask applied already.
         unsafe { libc::umask(0) };
-        Ok(DiskFs {
+        let fs = DiskFs {
             nodes,
             dev,
             files,
@@ -116,6 +116,10 @@ impl Transfer for DiskFs {
             usage,
             size_limited,
             inodes_limited,
-        })
+            node_free: AtomicU64::new(u64::MAX / BLOCK_SIZE),
+            node_free_inodes: AtomicU64::new(u64::MAX / 2),
+        };
+        fs.statfs(); // the node's free space, measured before anyone asks
+        Ok(fs)
     }
 }

@@ -47,7 +47,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Size of the buffer each open directory reads entries into.
 const DIRENT_BUF: usize = 32 << 10;
@@ -63,6 +63,10 @@ pub struct DiskFs {
     usage: Usage,
     size_limited: bool,
     inodes_limited: bool,
+    /// The backing filesystem's free blocks (of [`BLOCK_SIZE`]) and inodes, as the last
+    /// `statfs` measured them.
+    node_free: AtomicU64,
+    node_free_inodes: AtomicU64,
 }
 
 impl DiskFs {
@@ -111,7 +115,7 @@ impl DiskFs {
             tally.blocks,
             tally.inodes
         );
-        Ok(DiskFs {
+        let fs = DiskFs {
             nodes,
             dev,
             files: DashMap::new(),
@@ -120,7 +124,11 @@ impl DiskFs {
             usage,
             size_limited: size.is_some(),
             inodes_limited: inodes.is_some(),
-        })
+            node_free: AtomicU64::new(u64::MAX / BLOCK_SIZE),
+            node_free_inodes: AtomicU64::new(u64::MAX / 2),
+        };
+        fs.statfs(); // the node's free space, measured once before anyone asks
+        Ok(fs)
     }
 }
 
@@ -279,17 +287,23 @@ impl Backend for DiskFs {
         sys::fsync(dir.fd.as_fd(), datasync)
     }
     fn statfs(&self) -> StatFs {
-        let ours = self.usage.statfs();
         let Ok(b) = sys::statvfs(self.nodes.root_fd()) else {
-            return ours;
+            return self.usage.statfs();
         };
         let blocks =
             |n: u64| (u128::from(n) * u128::from(b.f_frsize) / u128::from(BLOCK_SIZE)) as u64;
-        // Used is always the volume's own (so `df` and `status` show what this volume
-        // holds, not the node's disk); what is free is also bounded by the node's disk.
-        // Without a limit of its own the size is what it holds plus what the disk has left.
-        let mut s = ours;
-        let avail = blocks(b.f_bavail);
+        self.node_free.store(blocks(b.f_bavail), Relaxed);
+        self.node_free_inodes.store(b.f_ffree, Relaxed);
+        self.statfs_cached()
+    }
+    /// Used is always the volume's own (so `df` and `status` show what this volume holds,
+    /// not the node's disk); what is free is also bounded by the node's disk, as its last
+    /// `statfs` measured it. Without a limit of its own the size is what it holds plus
+    /// what the disk has left.
+    fn statfs_cached(&self) -> StatFs {
+        let mut s = self.usage.statfs();
+        let avail = self.node_free.load(Relaxed);
+        let ffree = self.node_free_inodes.load(Relaxed);
         if self.size_limited {
             s.blocks_avail = s.blocks_avail.min(avail);
         } else {
@@ -297,7 +311,7 @@ impl Backend for DiskFs {
             (s.blocks, s.blocks_free, s.blocks_avail) = (used + avail, avail, avail);
         }
         if !self.inodes_limited {
-            (s.files, s.files_free) = (self.usage.inodes_used() + b.f_ffree, b.f_ffree);
+            (s.files, s.files_free) = (self.usage.inodes_used() + ffree, ffree);
         }
         s
     }

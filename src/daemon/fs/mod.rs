@@ -111,6 +111,12 @@ pub trait Backend: Send + Sync + 'static {
     fn fsyncdir(&self, ino: Ino, fh: Fh, datasync: bool) -> Result<()>;
 
     fn statfs(&self) -> StatFs;
+    /// As [`Backend::statfs`], from counters and what was last measured only: it never
+    /// waits for a request or a backing filesystem (the control thread answers `STATUS`
+    /// with it while request threads may be stuck).
+    fn statfs_cached(&self) -> StatFs {
+        self.usage().statfs()
+    }
 
     /// `flags` are `XATTR_CREATE` / `XATTR_REPLACE`.
     fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()>;

@@ -14,6 +14,7 @@
 //! [`Gate::resume`] lets the threads go on (a failed hand-off); a daemon whose hand-off
 //! succeeded exits with its threads parked.
 
+use super::inflight::{InFlight, Taken};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,6 +24,8 @@ use std::time::{Duration, Instant};
 pub struct Gate {
     /// Read by every request without a lock; changed only under `state`'s.
     draining: AtomicBool,
+    /// The requests holding a pass now, and since when.
+    in_flight: InFlight,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -34,7 +37,7 @@ struct State {
 }
 
 /// Held by a handler while it runs.
-pub struct Pass<'a>(&'a Gate);
+pub struct Pass<'a>(&'a Gate, Taken);
 
 impl Gate {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -43,7 +46,12 @@ impl Gate {
 
     /// Taken first thing by every handler.
     pub fn pass(&self) -> Pass<'_> {
-        Pass(self)
+        Pass(self, self.in_flight.start())
+    }
+
+    /// Requests in progress now, and how long the oldest has run.
+    pub fn in_flight(&self) -> (u64, Option<Duration>) {
+        self.in_flight.snapshot()
     }
 
     /// Stops the `threads` request threads of the volume mounted at `mountpoint`, each
@@ -90,6 +98,7 @@ impl Gate {
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
         let gate = self.0;
+        gate.in_flight.end(self.1);
         if !gate.draining.load(SeqCst) {
             return; // the common case: no lock
         }

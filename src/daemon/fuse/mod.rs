@@ -8,6 +8,7 @@
 mod convert;
 mod gate;
 mod handshake;
+mod inflight;
 mod iomode;
 mod options;
 

@@ -11,6 +11,8 @@ use std::time::Duration;
 /// How long a successor waits for its predecessor to offer (it first lets its requests
 /// finish, then writes its state).
 const OFFER_LIMIT: Duration = Duration::from_secs(60);
+/// How long a successor waits to be let in (a stopped predecessor never accepts).
+const CONNECT_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the predecessor sent.
 pub struct Offer {
@@ -24,7 +26,8 @@ pub struct Offer {
 
 /// Asks the daemon behind `control` for its volume.
 pub fn ask(control: &Path) -> Result<Offer, String> {
-    let conn = wire::connect(control).map_err(|e| format!("{}: {e}", control.display()))?;
+    let conn =
+        wire::connect(control, CONNECT_LIMIT).map_err(|e| format!("{}: {e}", control.display()))?;
     // Every format this build reads, oldest first: a predecessor from before format 2
     // looks only at the first `format=` line.
     let formats: String = (OLDEST_FORMAT..=FORMAT_VERSION)

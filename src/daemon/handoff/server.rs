@@ -2,16 +2,18 @@
 //! `STATUS` (version, build, hand-offs) and hands the volume over on `HELLO`.
 
 use super::Common;
-use crate::common::control::kind;
+use crate::common::control::{DaemonStatus, kind};
+use crate::common::heartbeat::Heartbeat;
 use crate::common::wire;
 use crate::daemon::fault::fault;
 use crate::daemon::fs::Transfer;
 use crate::daemon::fuse::{Connection, Gate, IoModes};
 use crate::daemon::state::{FORMAT_VERSION, OLDEST_FORMAT, Writer};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How long requests get to stop before a hand-off is given up.
@@ -32,14 +34,25 @@ pub struct Daemon<B: Transfer> {
 }
 
 /// Serves the control socket on a thread of its own until the process ends (a hand-off
-/// that succeeded ends it).
+/// that succeeded ends it), beating the heartbeat at least once a second.
 pub fn spawn<B: Transfer>(d: Daemon<B>) -> io::Result<()> {
+    let heartbeat = Heartbeat::create()?;
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             loop {
+                heartbeat.beat();
+                match wait_readable(d.listener.as_fd(), BEAT) {
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(e) => {
+                        log::error!("control socket: {e}; no more hand-offs or status");
+                        return;
+                    }
+                }
                 match wire::accept(d.listener.as_fd()) {
                     Ok((conn, uid)) => serve_one(&d, conn, uid),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => {
                         log::error!("control socket: {e}; no more hand-offs or status");
                         return;
@@ -48,6 +61,69 @@ pub fn spawn<B: Transfer>(d: Daemon<B>) -> io::Result<()> {
             }
         })
         .map(drop)
+}
+
+/// How often the control thread beats when nobody asks anything.
+const BEAT: Duration = Duration::from_millis(500);
+
+/// Whether `fd` became readable (a connection to accept) within `limit`.
+fn wait_readable(fd: BorrowedFd<'_>, limit: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for the duration of the call.
+    match unsafe { libc::poll(&mut pfd, 1, limit.as_millis() as i32) } {
+        n if n > 0 => Ok(true),
+        0 => Ok(false),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The daemon's answer to `STATUS`: from counters and what was last measured, never
+/// from the backing filesystem or a request, so it comes at once even while every
+/// request thread is stuck. A disk volume's free space on the node is refreshed on a
+/// thread of its own (one at a time: a stuck one is never joined by more).
+fn status<B: Transfer>(d: &Daemon<B>) -> DaemonStatus {
+    static REFRESHING: AtomicBool = AtomicBool::new(false);
+    if !REFRESHING.swap(true, Ordering::AcqRel) {
+        let backend = d.backend.clone();
+        let spawned = std::thread::Builder::new()
+            .name("statfs".into())
+            .spawn(move || {
+                backend.statfs();
+                REFRESHING.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            REFRESHING.store(false, Ordering::Release);
+        }
+    }
+    let st = d.backend.statfs_cached();
+    let bytes = |blocks: u64| blocks.saturating_mul(u64::from(st.block_size));
+    let (in_flight, oldest) = d.gate.in_flight();
+    DaemonStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        build: crate::common::build().into(),
+        pid: Some(std::process::id()),
+        medium: d.backend.medium().into(),
+        handoffs: Some(d.handoffs),
+        size_bytes: Some(bytes(st.blocks)),
+        used_bytes: Some(bytes(st.blocks - st.blocks_free.min(st.blocks))),
+        available_bytes: Some(bytes(st.blocks_avail)),
+        inodes: Some(st.files),
+        inodes_used: Some(st.files - st.files_free.min(st.files)),
+        inodes_free: Some(st.files_free),
+        in_flight: Some(in_flight),
+        oldest_request_ms: oldest.map(|a| a.as_millis() as u64),
+    }
 }
 
 fn refuse(conn: &OwnedFd, why: &str) {
@@ -69,14 +145,7 @@ fn serve_one<B: Transfer>(d: &Daemon<B>, conn: OwnedFd, uid: u32) {
     }
     match msg.kind {
         kind::STATUS => {
-            let text = format!(
-                "version={}\nbuild={}\nhandoffs={}\npid={}\nmedium={}\n",
-                env!("CARGO_PKG_VERSION"),
-                crate::common::build(),
-                d.handoffs,
-                std::process::id(),
-                d.backend.medium()
-            );
+            let text = status(d).to_text();
             let _ = wire::send(conn.as_fd(), kind::STATUS_ANSWER, text.as_bytes(), &[]);
         }
         kind::HELLO => hand_off(d, &conn, &String::from_utf8_lossy(&msg.payload)),

@@ -35,9 +35,17 @@ enum Event {
     Ended(std::io::Result<()>),
 }
 
+/// Names the process `emptydirfs` (`/proc/<pid>/comm`) whatever the program's file is
+/// called: the control side finds daemons by that name before it reads a command line.
+fn name_the_process() {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"emptydirfs".as_ptr()) };
+}
+
 /// Mounts the volume (or takes it over) and serves it; returns when it has been
 /// unmounted.
 pub fn serve(opts: &ServeArgs) -> Result<(), Failure> {
+    name_the_process();
     // Before any thread starts, so that every thread inherits the blocked mask.
     let signals = signals::block().map_err(|e| failed(format!("blocking signals: {e}")))?;
     if opts.inode_limit == Some(0) {

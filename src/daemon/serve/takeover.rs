@@ -17,7 +17,7 @@ use crate::daemon::handoff::Common;
 use crate::daemon::handoff::client::{self, Offer};
 use crate::daemon::memory::MemoryFs;
 use crate::daemon::state::Reader;
-use crate::error::{Failure, failed, invalid};
+use crate::error::{Failure, failed};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,10 +26,8 @@ pub fn take_over(
     control: &Path,
     signals: signals::Signals,
 ) -> Result<(), Failure> {
-    let mountpoint = opts
-        .mountpoint
-        .canonicalize()
-        .map_err(|e| invalid(format!("mount point {}: {e}", opts.mountpoint.display())))?;
+    // Resolved without entering the mount (the predecessor may be draining).
+    let mountpoint = super::mountpoint::resolve(&opts.mountpoint)?;
     let mut offer = client::ask(control)
         .map_err(|e| failed(format!("hand-off from {}: {e}", control.display())))?;
     let state = std::mem::take(&mut offer.state);

@@ -285,6 +285,20 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The port the plugin serves metrics on, as its log says (start it with
+    /// `--metrics-address 127.0.0.1:0`: the kernel picks a free port, no race).
+    pub fn metrics_port(&self) -> u16 {
+        let mut port = None;
+        eventually("the plugin to log its metrics address", SOON, || {
+            port = self.log_text().lines().rev().find_map(|l| {
+                let rest = l.split("metrics at http://127.0.0.1:").nth(1)?;
+                rest.split('/').next()?.parse().ok()
+            });
+            port.is_some()
+        });
+        port.unwrap()
+    }
+
     /// A new pod: its directory as kubelet makes it, and (unless `cgroup` is false) its
     /// cgroup, with a memory limit if given.
     pub fn pod_with(&self, cgroup: bool, memory_limit: Option<u64>) -> Pod {

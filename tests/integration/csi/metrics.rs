@@ -19,19 +19,10 @@ fn value(text: &str, name: &str, has: &str) -> Option<u64> {
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn metrics_show_each_volume_against_its_limits_and_the_calls() {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let node = Node::start(&["--metrics-address", &addr]);
+    let node = Node::start(&["--metrics-address", "127.0.0.1:0"]);
+    let port = node.metrics_port();
     let pod = node.pod();
     let v = node.volume(&pod, "cache");
     node.client

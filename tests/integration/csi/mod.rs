@@ -14,3 +14,4 @@ mod refusals;
 mod restart;
 mod rpc;
 mod upgrade;
+mod wedged;
