@@ -4,7 +4,7 @@ use crate::harness::*;
 use crate::kubelet::*;
 use std::fs;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// SIGKILL in the middle of an fio run: fio gets errors at once (no hang), teardown
@@ -35,19 +35,15 @@ fn a_daemon_killed_under_load_loses_nothing_that_was_synced(m: Medium) {
         .args(job)
         .args([&dir, "--create_only=1"])
         .current_dir("/"));
-    let mut fio = Killed(Some(
-        Command::new("fio")
-            .args(job)
-            .arg(&dir)
-            .current_dir("/")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
+    let fio = Guarded::spawn(
+        Command::new("fio").args(job).arg(&dir).current_dir("/"),
+        "fio",
+    );
     // Beside fio, a writer appends numbered records and fsyncs each; the ones fsync
     // acknowledged before the kill must all come back.
     let records = v.join("records");
+    let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = acked_so_far.clone();
     let writer = std::thread::spawn(move || {
         let mut f = fs::OpenOptions::new()
             .create(true)
@@ -57,27 +53,26 @@ fn a_daemon_killed_under_load_loses_nothing_that_was_synced(m: Medium) {
         let mut acked = 0u64;
         while f.write_all(format!("{acked:08}\n").as_bytes()).is_ok() && f.sync_data().is_ok() {
             acked += 1;
+            counter.store(acked, std::sync::atomic::Ordering::Relaxed);
         }
         acked
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // The kill lands in the middle of fio's I/O and of the synced appends.
+    eventually("records to be fsync'ed beside fio", SLOW, || {
+        acked_so_far.load(std::sync::atomic::Ordering::Relaxed) > 20
+    });
     let pids = k.daemons();
     assert_eq!(pids.len(), 1);
     unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
-    let child = fio.0.as_mut().unwrap();
-    let status = wait_timeout(child, Duration::from_secs(20))
-        .expect("fio hangs on a volume whose daemon was killed");
-    let out = fio.0.take().unwrap().wait_with_output().unwrap();
+    // fio hanging on a volume whose daemon was killed fails here.
+    let out = fio.wait_within(Duration::from_secs(20));
+    let status = out.status;
     let acked = writer.join().unwrap();
     assert!(
         acked > 10,
         "only {acked} records were fsync'ed before the kill"
     );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", out.stdout, out.stderr);
     assert!(!status.success(), "fio should fail: {text}");
     assert!(
         [
@@ -135,18 +130,6 @@ fn a_daemon_killed_under_load_loses_nothing_that_was_synced(m: Medium) {
 }
 
 on_every_medium!(a_daemon_killed_under_load_loses_nothing_that_was_synced);
-
-/// A child process killed if the test ends before it does.
-struct Killed(Option<std::process::Child>);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// The node's disk fills while the volume is below its own limit: the writer gets ENOSPC
 /// from write(2), the daemon stays up, and the volume works again once space is freed.

@@ -115,6 +115,21 @@ impl Pg {
         String::from_utf8_lossy(&as_postgres(&self.bin.join("pgbench"), &all).stdout).into_owned()
     }
 
+    /// Transactions committed in the `postgres` database so far.
+    fn commits(&self) -> u64 {
+        let sql = "select xact_commit from pg_stat_database where datname = 'postgres'";
+        let out = as_postgres(
+            &self.bin.join("psql"),
+            &[
+                "-At", "-h", &self.host, "-p", self.port, "-c", sql, "postgres",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
     /// `pg_amcheck` of every relation (a failure panics), and the accounts counted.
     fn check(&self) -> String {
         let (h, p) = (self.host.as_str(), self.port);
@@ -203,8 +218,12 @@ fn postgresql_runs_across_a_handoff(m: Medium) {
     pg.start();
     pg.pgbench(&["-q", "-i", "-s", "5"]);
     let report = std::thread::scope(|s| {
+        let before = pg.commits();
         let bench = s.spawn(|| pg.pgbench(&["-c", "2", "-j", "2", "-T", "8"]));
-        std::thread::sleep(std::time::Duration::from_secs(3));
+        // The hand-off lands while pgbench commits transactions.
+        eventually("pgbench to commit transactions", SLOW, || {
+            pg.commits() > before + 200
+        });
         crate::handoff::upgrade(&k, "pg");
         bench.join().unwrap()
     });

@@ -95,16 +95,20 @@ fn setup_again_changes_nothing_and_a_different_request_is_refused(m: Medium) {
     let flags = ["--medium", k8s_medium(m), "--size-limit", "4Mi"];
     let v = k.setup("cache", &flags);
     fs::write(v.join("kept"), b"data").unwrap();
-    let ready = fs::metadata(k.meta_dir("cache").join("ready")).unwrap();
+    // `ready` dated in the past: a setup that wrote it again would show.
+    let ready_file = k.meta_dir("cache").join("ready");
+    run(Command::new("touch")
+        .args(["-d", "2020-01-01"])
+        .arg(&ready_file));
+    let ready = fs::metadata(&ready_file).unwrap();
     let pids = k.daemons();
-    std::thread::sleep(Duration::from_millis(20));
     assert_eq!(k.setup("cache", &flags), v);
     assert_eq!(k.daemons(), pids, "the same daemon serves it");
     assert_eq!(fs::read(v.join("kept")).unwrap(), b"data");
     let again = fs::metadata(k.meta_dir("cache").join("ready")).unwrap();
     assert_eq!(
-        again.mtime_nsec(),
-        ready.mtime_nsec(),
+        (again.mtime(), again.mtime_nsec()),
+        (ready.mtime(), ready.mtime_nsec()),
         "ready was not rewritten"
     );
 
@@ -291,7 +295,9 @@ fn teardown_of_a_busy_volume_succeeds_and_the_user_gets_errors(m: Medium) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    eventually("the writer to be in the volume", SOON, || {
+        fs::metadata(v.join("f")).is_ok_and(|m| m.len() > 0)
+    });
     let out = k.teardown("busy");
     assert_success(&out, "teardown");
     k.assert_gone("busy");

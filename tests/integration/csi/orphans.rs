@@ -2,7 +2,7 @@
 //! by the plugin after the grace period; volumes of pods that still exist are kept.
 
 use super::fixture::*;
-use crate::harness::eventually;
+use crate::harness::{SLOW, eventually};
 use std::time::{Duration, Instant};
 
 fn record_exists(node: &Node, v: &Vol) -> bool {
@@ -71,7 +71,19 @@ fn a_serving_volume_is_never_collected() {
     // Even with its pod's cgroup gone, a mounted volume is kubelet's to unpublish.
     node.cgroups
         .remove_pod_keeping(&pod.uid, &format!("emptydirfs-{}", v.id));
-    std::thread::sleep(Duration::from_secs(3));
+    // A true orphan beside it (unmounted, pod gone): once it is collected, the collector
+    // has looked at the serving volume past the grace period too.
+    let gone = node.pod();
+    let orphan = node.volume(&gone, "data");
+    node.client
+        .publish(&publish_request(&orphan, &[("medium", "Memory")], None))
+        .unwrap();
+    crash(&orphan);
+    node.cgroups.remove_pod(&gone.uid);
+    std::fs::remove_dir_all(node.kubelet.path().join("pods").join(&gone.uid)).unwrap();
+    eventually("the orphan beside it to be collected", SLOW, || {
+        !anything_left(&node, &orphan)
+    });
     assert!(record_exists(&node, &v));
     assert_eq!(daemons_serving(&v.target).len(), 1);
     node.client.unpublish(&v.id, &v.target).unwrap();

@@ -5,7 +5,7 @@ use super::client::Client;
 use super::fixture::*;
 use crate::harness::*;
 use crate::kubelet::View;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn sigterm_stops_the_plugin_and_leaves_every_volume_serving(m: Medium) {
@@ -36,6 +36,11 @@ fn sigterm_stops_the_plugin_and_leaves_every_volume_serving(m: Medium) {
     node.assert_gone(&v);
 }
 
+/// Whether fio has laid out all of its two 32 MiB files (it may finish its I/O early).
+fn fio_done(dir: &std::path::Path) -> bool {
+    du_bytes(dir) >= 64 << 20
+}
+
 /// fio with crc32c verification runs as another uid through a bind mount while the
 /// plugin is killed with SIGKILL and started again: fio sees no error, and the new plugin
 /// reports the volume and unpublishes it cleanly.
@@ -46,8 +51,8 @@ fn a_plugin_killed_under_fio_disturbs_no_pod(m: Medium) {
         .publish(&publish_request(&v, &sized_attrs(m, "256Mi"), None))
         .unwrap();
     let view = View::of(&v.target);
-    let fio = Command::new("setpriv")
-        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "fio"])
+    let mut fio = Command::new("setpriv");
+    fio.args(["--reuid=1000", "--regid=1000", "--clear-groups", "fio"])
         .args([
             "--name=verify",
             "--ioengine=psync",
@@ -62,26 +67,23 @@ fn a_plugin_killed_under_fio_disturbs_no_pod(m: Medium) {
             "--verify_state_save=0",
         ])
         .arg(format!("--directory={}", view.path.display()))
-        .current_dir(&view.path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let fio = KillOnDrop(Some(fio));
-    std::thread::sleep(Duration::from_millis(300));
+        .current_dir(&view.path);
+    let fio = Guarded::spawn(&mut fio, "fio");
+    let written = || du_bytes(&view.path);
+    eventually("fio to write", SLOW, || written() > 1 << 20);
     let status = node.kill_plugin(libc::SIGKILL);
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(libc::SIGKILL)
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // fio goes on while no plugin runs.
+    let before = written();
+    eventually("fio to write with the plugin gone", SLOW, || {
+        written() > before + (1 << 20) || fio_done(&view.path)
+    });
     node.start_plugin();
-    let out = fio.wait();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = fio.wait_within(Duration::from_secs(300));
+    let text = format!("{}{}", out.stdout, out.stderr);
     assert!(out.status.success(), "fio failed: {text}");
     assert!(
         text.contains("err= 0") && !text.contains("verify failed"),
@@ -92,23 +94,6 @@ fn a_plugin_killed_under_fio_disturbs_no_pod(m: Medium) {
     drop(view);
     node.client.unpublish(&v.id, &v.target).unwrap();
     node.assert_gone(&v);
-}
-
-struct KillOnDrop(Option<std::process::Child>);
-
-impl KillOnDrop {
-    fn wait(mut self) -> std::process::Output {
-        self.0.take().unwrap().wait_with_output().unwrap()
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// Ten publishes under way when the plugin is killed: kubelet's retries against the new

@@ -101,15 +101,18 @@ fn a_second_plugin_on_the_same_state_dir_waits_for_the_first() {
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
     let log = dir.path().join("log");
     let mut second = crate::harness::spawn_daemon(&args, &log, None);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    crate::harness::eventually(
+        "the second plugin to say it waits for the first",
+        crate::harness::SOON,
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("waiting for it to exit")
+        },
+    );
     assert!(
         !socket.exists(),
         "the second plugin does not serve while the first does"
-    );
-    assert!(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .contains("waiting for it to exit")
     );
     node.kill_plugin(libc::SIGKILL);
     let client = super::client::Client::new(&socket);

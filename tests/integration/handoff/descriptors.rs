@@ -124,7 +124,12 @@ fn lookups_are_carried_over_and_forgotten_once(m: Medium) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let cwd = format!("/proc/{}/cwd", shell.id());
+    crate::harness::eventually(
+        "the shell to sit in the volume",
+        crate::harness::SOON,
+        || std::fs::read_link(&cwd).is_ok_and(|p| p == v.join("gone")),
+    );
     std::fs::create_dir(v.join("d")).unwrap();
     for i in 0..500 {
         std::fs::write(v.join(format!("d/{i}")), format!("{i}")).unwrap();

@@ -6,28 +6,8 @@ use super::*;
 use crate::harness::*;
 use crate::kubelet::*;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::process::{Command, Stdio};
-
-/// A process killed on drop (a test that fails leaves no fio running).
-struct Running(Option<std::process::Child>);
-
-impl Running {
-    fn wait(mut self) -> std::process::Output {
-        self.0.take().unwrap().wait_with_output().unwrap()
-    }
-    fn running(&mut self) -> bool {
-        matches!(self.0.as_mut().unwrap().try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use std::process::Command;
+use std::time::Duration;
 
 /// fio (crc32c verification of every block, random writes with fsyncs, O_DIRECT, as uid
 /// 1000 through a bind mount) and a writer that truncates, rewrites and fsyncs its file
@@ -40,7 +20,7 @@ fn fio_and_a_truncating_writer_across_twenty_handoffs(m: Medium) {
         &["--medium", k8s_medium(m), "--size-limit", "512Mi"],
     );
     let view = View::of(&v);
-    let mut fio = Running(Some(
+    let mut fio = Guarded::spawn(
         Command::new("setpriv")
             .args(["--reuid=1000", "--regid=1000", "--clear-groups", "fio"])
             .args([
@@ -61,12 +41,9 @@ fn fio_and_a_truncating_writer_across_twenty_handoffs(m: Medium) {
                 "--verify_state_save=0",
             ])
             .arg(format!("--directory={}", view.path.display()))
-            .current_dir(&view.path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
+            .current_dir(&view.path),
+        "fio",
+    );
     // The truncating writer: its file is always `len` bytes of the byte `round`.
     let stop = Arc::new(AtomicBool::new(false));
     let (s, path) = (stop.clone(), v.join("truncated"));
@@ -97,11 +74,11 @@ fn fio_and_a_truncating_writer_across_twenty_handoffs(m: Medium) {
         }
         Ok(round)
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The hand-offs land in the middle of fio's I/O: once its files hold data.
+    eventually("fio to write", SLOW, || du_bytes(&view.path) > 1 << 20);
     for i in 0..20 {
-        assert!(fio.running(), "fio ended before hand-off {i}");
+        assert!(!fio.try_finished(), "fio ended before hand-off {i}");
         upgrade(&k, "scratch");
-        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     stop.store(true, Ordering::Relaxed);
     let rounds = writer
@@ -109,12 +86,8 @@ fn fio_and_a_truncating_writer_across_twenty_handoffs(m: Medium) {
         .unwrap()
         .expect("the truncating writer saw no error");
     assert!(rounds > 20, "the writer kept going ({rounds} rounds)");
-    let out = fio.wait();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = fio.wait_within(Duration::from_secs(600));
+    let text = format!("{}{}", out.stdout, out.stderr);
     assert!(out.status.success(), "fio: {text}");
     assert!(
         text.contains("err= 0") && !text.contains("verify failed") && !text.contains("bad magic"),
@@ -135,7 +108,6 @@ fn fsx_across_handoffs(m: Medium) {
     let fsx = std::thread::spawn(move || crate::conformance::run_fsx(&dir, 7, 30_000));
     let mut handoffs = 0;
     while !fsx.is_finished() && handoffs < 20 {
-        std::thread::sleep(std::time::Duration::from_millis(300));
         upgrade(&k, "scratch");
         handoffs += 1;
     }
