@@ -8,6 +8,7 @@
 set -euo pipefail
 PJDFSTEST_VERSION=0.2.2
 FSX_VERSION=0.3.2
+NEXTEST_VERSION=0.9.143
 
 need=()
 command -v fio >/dev/null || need+=(fio)
@@ -38,6 +39,11 @@ install_crate() {
         cargo install --quiet --locked --force --root /usr/local "$1@$2"
     fi
 }
+# The test runner (each test a process with a deadline); usually on the machine already.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "installing: cargo-nextest $NEXTEST_VERSION"
+    cargo install --quiet --locked "cargo-nextest@$NEXTEST_VERSION"
+fi
 install_crate pjdfstest "$PJDFSTEST_VERSION" pjdfstest
 install_crate fsx "$FSX_VERSION" fsx
 

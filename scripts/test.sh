@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every test: the deploy/ manifests' validation,
 # unit tests and the integration tests, which mount real FUSE volumes and so must run as
-# root.
+# root. Tests run under cargo-nextest, each in a process of its own with a deadline
+# (tests/nextest.toml): a test that hangs fails by name instead of holding the run.
 #
-#   scripts/test.sh [extra cargo test arguments]
+#   scripts/test.sh [extra cargo nextest run arguments, e.g. a filter]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -12,4 +13,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 scripts/install-test-deps.sh
 scripts/validate-manifests.sh
-cargo test --locked "$@"
+cargo nextest run --locked --config-file tests/nextest.toml --no-tests=fail "$@"

@@ -11,8 +11,7 @@ fn serve(args: &[&str], mnt: &std::path::Path) -> std::process::Output {
         .args(args)
         .arg(mnt)
         .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .bounded_output()
 }
 
 #[test]

@@ -111,8 +111,7 @@ fn run_pjdfstest(dir: &Path) -> PjdResults {
         .arg(dir)
         .current_dir(dir)
         .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+        .bounded_output();
     let all = text(&out);
     let mut r = PjdResults {
         outcome: BTreeMap::new(),
@@ -240,8 +239,7 @@ pub(crate) fn run_fsx(dir: &Path, seed: u64, ops: u64) -> String {
         .args(["-N", &ops.to_string(), "-S", &seed.to_string(), "-P"])
         .arg(artifacts.path())
         .arg(dir.join("fsx.file"))
-        .output()
-        .unwrap();
+        .bounded_output();
     let all = text(&out);
     // The verdict and what went wrong, without the log of the last operations.
     let is_op_log = |l: &str| {
@@ -282,8 +280,7 @@ fn fio(args: &[&str]) -> String {
     let out = tool("fio")
         .args(args)
         .current_dir(state.path())
-        .output()
-        .unwrap();
+        .bounded_output();
     let all = text(&out);
     assert!(out.status.success(), "fio {args:?} failed: {all}");
     assert!(

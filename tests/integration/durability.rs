@@ -128,3 +128,85 @@ fn fsync_of_a_file_and_of_its_directory_survive_a_crash() {
     );
     assert_eq!(fs::read(backing.join("final")).unwrap(), b"committed");
 }
+
+/// `FIEMAP` flags of the extents of a file, or `None` where the filesystem has no FIEMAP.
+fn extent_flags(path: &std::path::Path) -> Option<Vec<u32>> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Extent {
+        logical: u64,
+        physical: u64,
+        length: u64,
+        reserved64: [u64; 2],
+        flags: u32,
+        reserved: [u32; 3],
+    }
+    #[repr(C)]
+    struct Fiemap {
+        start: u64,
+        length: u64,
+        flags: u32,
+        mapped: u32,
+        count: u32,
+        reserved: u32,
+        extents: [Extent; 32],
+    }
+    let f = fs::File::open(path).unwrap();
+    let mut m = Fiemap {
+        start: 0,
+        length: u64::MAX,
+        flags: 0,
+        mapped: 0,
+        count: 32,
+        reserved: 0,
+        extents: [Extent::default(); 32],
+    };
+    if unsafe { libc::ioctl(f.as_raw_fd(), 0xC020_660B, &mut m as *mut Fiemap) } < 0 {
+        return None;
+    }
+    Some(
+        m.extents[..m.mapped as usize]
+            .iter()
+            .map(|e| e.flags)
+            .collect(),
+    )
+}
+
+/// `fsync` and `fdatasync` of a file reach the backing file: on an ext4 (which delays
+/// allocation: FIEMAP shows `DELALLOC` extents after a write) the data is allocated on
+/// the disk when the call returns.
+#[test]
+fn fsync_and_fdatasync_reach_the_backing_file() {
+    const DELALLOC: u32 = 0x4;
+    let ext4 = CrashableExt4::new();
+    let backing_dir = ext4.mnt.join("data");
+    fs::create_dir(&backing_dir).unwrap();
+    let dir = TempDir::new("fsync");
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mut daemon = serve(&backing_dir, &mnt, &dir.path().join("log"));
+    for (name, datasync) in [("synced", false), ("datasynced", true)] {
+        let mut f = fs::File::create(mnt.join(name)).unwrap();
+        f.write_all(&vec![7u8; 1 << 20]).unwrap();
+        let backing = backing_dir.join(name);
+        let before = extent_flags(&backing).expect("ext4 answers FIEMAP");
+        assert!(
+            before.iter().any(|f| f & DELALLOC != 0),
+            "ext4 delays allocation, else this test shows nothing: {before:x?}"
+        );
+        if datasync {
+            f.sync_data().unwrap()
+        } else {
+            f.sync_all().unwrap()
+        }
+        let after = extent_flags(&backing).unwrap();
+        assert!(
+            !after.is_empty() && after.iter().all(|f| f & DELALLOC == 0),
+            "{name}: the data reached the backing disk ({before:x?} -> {after:x?})"
+        );
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    lazy_unmount(&mnt);
+}

@@ -331,20 +331,21 @@ pub fn statvfs(path: &Path) -> libc::statvfs {
 
 /// Runs a shell command as `uid:gid` (no supplementary groups) through setpriv.
 pub fn sh_as(uid: u32, gid: u32, script: &str) -> Output {
-    Command::new("setpriv")
-        .args([
-            format!("--reuid={uid}"),
-            format!("--regid={gid}"),
-            "--clear-groups".into(),
-        ])
-        .args(["sh", "-c", script])
-        .output()
-        .expect("setpriv")
+    output_within(
+        Command::new("setpriv")
+            .args([
+                format!("--reuid={uid}"),
+                format!("--regid={gid}"),
+                "--clear-groups".into(),
+            ])
+            .args(["sh", "-c", script]),
+        COMMAND_LIMIT,
+    )
 }
 
 /// Runs a command and returns its stdout; panics with its stderr if it fails.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = output_within(cmd, COMMAND_LIMIT);
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",

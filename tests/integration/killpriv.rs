@@ -158,7 +158,7 @@ fn as_actor(actor: Actor, script: &str) -> std::process::Output {
             c
         }
     };
-    cmd.args(["-c", script]).output().unwrap()
+    cmd.args(["-c", script]).bounded_output()
 }
 
 /// Runs every case in `dir`; returns the mode each left, by name.

@@ -34,12 +34,13 @@ impl KubeletRoot {
 
     /// Runs `emptydirfs <args> --kubelet-root <root>`.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .arg("--kubelet-root")
-            .arg(self.path())
-            .output()
-            .expect("running emptydirfs")
+        output_within(
+            Command::new(BIN)
+                .args(args)
+                .arg("--kubelet-root")
+                .arg(self.path()),
+            SLOW * 4,
+        )
     }
 
     /// Sets up `name` in [`POD`] with extra flags; panics unless it succeeds. Returns the

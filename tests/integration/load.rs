@@ -1,5 +1,6 @@
 //! Load: many volumes of mixed media set up, used and torn down at once.
 
+use crate::harness::BoundedOutput;
 use crate::kubelet::*;
 use std::process::Command;
 
@@ -78,8 +79,7 @@ fn fifty_volumes_at_once() {
                         .arg("--verify_state_save=0")
                         .arg(format!("--directory={}", dir.display()))
                         .current_dir(&dir)
-                        .output()
-                        .unwrap()
+                        .bounded_output()
                 })
             })
             .collect();

@@ -26,8 +26,7 @@ fn as_postgres(program: &Path, args: &[&str]) -> Output {
         .arg(program)
         .args(args)
         .current_dir("/")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert!(
         out.status.success(),
         "{} {args:?}: {}{}",

@@ -77,7 +77,7 @@ fn bad_inputs_are_refused_and_nothing_is_created() {
                 _ => args.extend(pair),
             }
         }
-        let out = Command::new(BIN).args(&args).output().unwrap();
+        let out = Command::new(BIN).args(&args).bounded_output();
         assert_eq!(out.status.code(), Some(2), "{change:?}: {}", stderr(&out));
         assert!(
             stderr(&out).contains(want),
@@ -108,8 +108,7 @@ fn bad_inputs_are_refused_and_nothing_is_created() {
     assert_success(&k.teardown("live"), "teardown");
     let out = Command::new(BIN)
         .args(["status", "--kubelet-root", missing.to_str().unwrap()])
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(out.status.code(), Some(2));
     k.assert_gone("live");
 }
@@ -132,8 +131,7 @@ fn a_daemon_that_cannot_start_fails_setup_and_leaves_nothing() {
             "--kubelet-root",
         ])
         .arg(root)
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("file handles"),

@@ -4,6 +4,7 @@
 
 use crate::harness::*;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 
 /// A small tree with data, a symlink, a hard link, odd modes, old times and an xattr.
 fn make_tree(dir: &std::path::Path) {
@@ -71,21 +72,46 @@ fn ls_stat_df_du_as_people_use_them(m: Medium) {
     assert_eq!(&row[..2], [source.as_str(), "64M"], "{df}");
 }
 
+/// `sort -T` in the volume, with a buffer far smaller than its input, so it spills its
+/// runs there: shown by the same sort failing when it may not create files in that
+/// directory, and succeeding (sorted right) when it may.
 fn sort_spills_to_the_volume(m: Medium) {
     let v = Volume::start(m, &[]);
+    let view = crate::kubelet::View::of(&v.mnt);
     let tmp = TempDir::new("sort");
     let input = tmp.path().join("input");
     sh(&format!(
-        "seq 1 400000 | shuf --random-source=/dev/zero > {}",
+        "seq 1 400000 | shuf --random-source=/dev/zero > {0} && chmod 0644 {0}",
         input.display()
     ));
+    std::os::unix::fs::chown(tmp.path(), Some(1000), Some(1000)).unwrap();
     fs::create_dir(v.path("tmp")).unwrap();
+    std::os::unix::fs::chown(v.path("tmp"), Some(1000), Some(1000)).unwrap();
     // A 64 KiB buffer for ~2.7 MB of lines: sort must spill runs into the volume.
+    let sort = format!(
+        "sort -n -S 64K -T {0}/tmp {1} > {2}/sorted",
+        view.path.display(),
+        input.display(),
+        tmp.path().display()
+    );
+    fs::set_permissions(v.path("tmp"), fs::Permissions::from_mode(0o500)).unwrap();
+    let out = sh_as(1000, 1000, &sort);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("tmp"),
+        "sort needs its temporary directory in the volume: {out:?}"
+    );
+    fs::set_permissions(v.path("tmp"), fs::Permissions::from_mode(0o700)).unwrap();
+    let out = sh_as(1000, 1000, &sort);
+    assert!(out.status.success(), "{out:?}");
     sh(&format!(
-        "sort -n -S 64K -T {0}/tmp {1} > {0}/sorted && seq 1 400000 | cmp - {0}/sorted",
-        v.mnt.display(),
-        input.display()
+        "seq 1 400000 | cmp - {}/sorted",
+        tmp.path().display()
     ));
+    assert_eq!(
+        fs::read_dir(v.path("tmp")).unwrap().count(),
+        0,
+        "sort removed its runs"
+    );
 }
 
 /// git clones a repository with history into the volume, checks it out, and fsck finds

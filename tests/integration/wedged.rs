@@ -82,18 +82,16 @@ pub fn stop_daemon(pid: u32) {
     });
 }
 
-/// Fails if a process of the control side (an `emptydirfs` command that is not a
-/// daemon), or this test process, has a thread in uninterruptible sleep: such a thread is
-/// waiting for a daemon that may never answer, and its process could not exit.
+/// Fails if a process of the control side started by this test (an `emptydirfs`
+/// command or plugin that is not a daemon, anywhere below this test process), or this
+/// test process itself, has a thread in uninterruptible sleep: such a thread is waiting
+/// for a daemon that may never answer, and its process could not exit.
 pub fn assert_nothing_of_ours_is_stuck() {
     let me = std::process::id();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
+    for pid in descendants(me).into_iter().chain([me]) {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         if pid != me && !comm.starts_with("emptydirfs") {
-            continue;
+            continue; // a "pod" of the test, bindfs, fio...
         }
         if pid != me && daemon_cmdline(pid).is_some_and(|c| c.contains(" serve ")) {
             continue; // a daemon may be blocked on its backing disk: that is the wedge
@@ -116,6 +114,35 @@ pub fn assert_nothing_of_ours_is_stuck() {
             );
         }
     }
+}
+
+/// Every process below `root` (children, their children, ...).
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 fn daemon_cmdline(pid: u32) -> Option<String> {

@@ -188,6 +188,17 @@ impl Started {
                 Ok(k) => got.extend_from_slice(&buf[..k]),
             }
             if got.starts_with(READY) {
+                // The daemon closes the pipe right after `ready`: waiting for that end
+                // means that when we return, it holds nothing of ours (a caller looking
+                // at its descriptors at once finds no pipe).
+                let left = deadline.saturating_duration_since(Instant::now());
+                let mut pfd = libc::pollfd {
+                    fd: pipe.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for the duration of the call.
+                unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
                 let pid = self.child.id();
                 CHILDREN
                     .lock()

@@ -135,21 +135,37 @@ fn without_a_pod_cgroup_the_daemon_goes_below_the_drivers_own(m: Medium) {
 
 on_every_medium!(without_a_pod_cgroup_the_daemon_goes_below_the_drivers_own);
 
+/// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup` on a v2 host,
+/// `/sys/fs/cgroup/unified` on a hybrid one); where it is not, it is mounted for the test
+/// (there is always one cgroup2 hierarchy; root may mount it anywhere).
+fn cgroup2() -> (std::path::PathBuf, Option<TempDir>) {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounted = table.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        (right.split(' ').next()? == "cgroup2").then(|| left.split(' ').nth(4).map(Into::into))?
+    });
+    if let Some(p) = mounted {
+        return (p, None);
+    }
+    let dir = TempDir::new("cgroup2");
+    run(std::process::Command::new("mount")
+        .args(["-t", "cgroup2", "cgroup2"])
+        .arg(dir.path()));
+    (dir.path().to_path_buf(), Some(dir))
+}
+
 /// cgroup v2 (this machine's unified tree has no controllers, but it places processes):
 /// a systemd-driver pod slice is found and the daemon put below it.
 #[test]
 fn on_cgroup_v2_the_daemon_goes_below_the_pods_slice() {
-    let unified = Path::new("/sys/fs/cgroup/unified");
-    if !unified.join("cgroup.procs").exists() {
-        eprintln!("no cgroup2 mount at {}: skipped", unified.display());
-        return;
-    }
+    let (unified, _mounted) = cgroup2();
+    let unified = unified.as_path();
     let root = TestCgroups::new();
     let tree = unified.join(&root.name);
     let _cleanup = RemoveOnDrop(tree.clone());
     let node = Node::start(&[
         "--cgroup-fs",
-        "/sys/fs/cgroup/unified",
+        unified.to_str().unwrap(),
         "--kubelet-cgroup-root",
         &format!("/{}", root.name),
         "--fallback-cgroup",

@@ -118,9 +118,12 @@ fn a_plugin_killed_mid_publish_leaves_nothing_half_done(m: Medium) {
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(40));
+        // Killed once publishes are under way (records written, not all published).
+        let records = node.state_dir().join("volumes");
+        eventually("publishes to be under way", SLOW, || {
+            std::fs::read_dir(&records).is_ok_and(|d| d.count() > 0)
+        });
         node.kill_plugin(libc::SIGKILL);
-        std::thread::sleep(Duration::from_millis(200));
         node.start_plugin();
         for c in calls {
             c.join().unwrap().unwrap();

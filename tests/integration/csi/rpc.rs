@@ -1,6 +1,7 @@
 //! Identity and the node's information: what kubelet and the registrar ask first.
 
 use super::fixture::*;
+use crate::harness::BoundedOutput;
 use emptydirfs::control::csi::proto::node_service_capability::{RpcType, Type};
 
 #[test]
@@ -53,8 +54,7 @@ fn the_socket_is_private_and_only_a_socket_is_replaced() {
     std::fs::write(node.socket(), b"not a socket").unwrap();
     let out = std::process::Command::new(crate::harness::BIN)
         .args(node.args())
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(out.status.code(), Some(2), "refused input");
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket"));
     assert_eq!(std::fs::read(node.socket()).unwrap(), b"not a socket");
@@ -77,8 +77,7 @@ fn bad_flags_are_refused_before_anything_is_done() {
         }
         let out = std::process::Command::new(crate::harness::BIN)
             .args(&args)
-            .output()
-            .unwrap();
+            .bounded_output();
         assert_eq!(out.status.code(), Some(2), "{flag} {value}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains(names),

@@ -56,8 +56,7 @@ fn a_state_to_refuse_is_refused_and_the_old_daemon_serves_on(m: Medium) {
             .arg("--kubelet-root")
             .arg(k.path())
             .env("EMPTYDIRFS_TEST_FAULT", fault)
-            .output()
-            .unwrap();
+            .bounded_output();
         assert_success(&out, "setup");
         let v = k.volume_dir("v");
         let writer = Appender::start(v.join("records"));
@@ -110,8 +109,7 @@ fn a_handoff_by_another_uid_or_through_a_symlink_is_refused() {
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=1000", "--regid=1000", "--clear-groups", BIN])
         .args(take_over(&control))
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("uid 1000 may not ask"),
@@ -123,8 +121,7 @@ fn a_handoff_by_another_uid_or_through_a_symlink_is_refused() {
     std::os::unix::fs::symlink(&control, &link).unwrap();
     let out = std::process::Command::new(BIN)
         .args(take_over(&link))
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
     assert_eq!(

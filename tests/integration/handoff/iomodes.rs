@@ -73,8 +73,7 @@ fn a_volume_from_a_format_1_daemon_caches_every_open() {
         .arg("--kubelet-root")
         .arg(k.path())
         .env("EMPTYDIRFS_TEST_FAULT", "state-format-1")
-        .output()
-        .unwrap();
+        .bounded_output();
     assert_success(&out, "setup");
     let v = k.volume_dir("v");
     let f = v.join("f");

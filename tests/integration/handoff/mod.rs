@@ -29,7 +29,7 @@ pub fn upgrade_with(k: &KubeletRoot, name: &str, env: &[(&str, &str)]) -> std::p
     for (key, v) in env {
         cmd.env(key, v);
     }
-    cmd.output().unwrap()
+    cmd.bounded_output()
 }
 
 /// A hand-off that must succeed; returns the new daemon's pid.

@@ -4,7 +4,7 @@
 //! (stuck in the kernel) is reported, never waited for, so the test itself never hangs.
 
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -62,9 +62,19 @@ impl Guarded {
             .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
-    /// Waits for it to end within `limit`; the test fails, saying what did not end, if
-    /// it does not (the process is then killed by the drop).
-    pub fn wait_within(mut self, limit: Duration) -> Finished {
+    /// As [`Guarded::wait_within`], with the output as bytes (`std::process::Output`).
+    pub fn output_within(mut self, limit: Duration) -> Output {
+        let status = self.wait_status(limit);
+        let bytes =
+            |h: Option<JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+        Output {
+            status,
+            stdout: bytes(self.out.take()),
+            stderr: bytes(self.err.take()),
+        }
+    }
+
+    fn wait_status(&mut self, limit: Duration) -> ExitStatus {
         let started = Instant::now();
         let child = self.child.as_mut().expect("not waited for yet");
         let status = loop {
@@ -79,6 +89,13 @@ impl Guarded {
             std::thread::sleep(Duration::from_millis(5));
         };
         self.child = None;
+        status
+    }
+
+    /// Waits for it to end within `limit`; the test fails, saying what did not end, if
+    /// it does not (the process is then killed by the drop).
+    pub fn wait_within(mut self, limit: Duration) -> Finished {
+        let status = self.wait_status(limit);
         let text = |h: Option<JoinHandle<Vec<u8>>>| {
             h.and_then(|h| h.join().ok())
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -91,6 +108,32 @@ impl Guarded {
         }
     }
 }
+
+/// `cmd.output()` with a deadline: the test fails, naming the command, if it does not end
+/// within `limit` (and the command is killed).
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut what = format!("{cmd:?}");
+    if what.len() > 300 {
+        what.truncate(300);
+        what += "...";
+    }
+    Guarded::spawn(cmd, &what).output_within(limit)
+}
+
+/// `Command::output` with [`COMMAND_LIMIT`] as its deadline.
+pub trait BoundedOutput {
+    fn bounded_output(&mut self) -> Output;
+}
+
+impl BoundedOutput for Command {
+    fn bounded_output(&mut self) -> Output {
+        output_within(self, COMMAND_LIMIT)
+    }
+}
+
+/// How long a command run by a test may take unless the test says otherwise: the longest
+/// tools (pjdfstest, fsx, fio) finish in a few minutes on a loaded 2-CPU machine.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(900);
 
 impl Drop for Guarded {
     fn drop(&mut self) {
