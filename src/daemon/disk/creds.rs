@@ -10,6 +10,7 @@
 //! Dropping the guard returns the thread to fsuid 0, which restores the capabilities.
 
 use crate::daemon::fs::{Caller, Errno, Result};
+use std::marker::PhantomData;
 
 #[repr(C)]
 struct CapHeader {
@@ -46,7 +47,19 @@ fn raise_effective_to_permitted() -> Result<()> {
 }
 
 /// While alive, files this thread creates belong to the caller.
-pub struct AsCaller(());
+///
+/// Neither `Send` nor `Sync` (the raw-pointer marker): the ids it switched are this
+/// thread's, so it must be dropped, and the ids restored, on the thread that made it.
+pub struct AsCaller(PhantomData<*const ()>);
+
+// The compiler's check that `AsCaller` stays `!Send` (static_assertions'
+// `assert_not_impl_any`): with it `Send`, both impls below apply and `_` is ambiguous.
+trait AmbiguousIfSend<A> {
+    fn check() {}
+}
+impl<T: ?Sized> AmbiguousIfSend<()> for T {}
+impl<T: ?Sized + Send> AmbiguousIfSend<u8> for T {}
+const _: fn() = || <AsCaller as AmbiguousIfSend<_>>::check();
 
 impl AsCaller {
     pub fn new(who: &Caller) -> Result<AsCaller> {
@@ -54,7 +67,7 @@ impl AsCaller {
             libc::syscall(libc::SYS_setfsgid, who.gid);
             libc::syscall(libc::SYS_setfsuid, who.uid);
         }
-        let guard = AsCaller(());
+        let guard = AsCaller(PhantomData);
         // They return the previous id whatever happens: ask again (-1 changes nothing)
         // to make sure the switch took, or the file would be created as root.
         let (uid, gid) = unsafe {
