@@ -8,10 +8,12 @@
 //! - [`wire`]: the control socket every daemon listens on (messages with descriptors);
 //! - [`control`]: what is asked over it by the control side (`STATUS`) and its answer;
 //! - [`serve_args`]: the `serve` command line, built by the control side, parsed by the
-//!   daemon.
+//!   daemon;
+//! - [`umask`]: a umask of one thread's own (nothing changes the process-wide one).
 
 pub mod control;
 pub mod serve_args;
+pub mod umask;
 pub mod wire;
 
 use std::sync::OnceLock;

@@ -89,16 +89,17 @@ pub fn listen(path: &Path) -> io::Result<OwnedFd> {
     }
     let sock = socket()?;
     let (_dir, addr, len) = address(path)?;
-    let old = unsafe { libc::umask(0o177) };
-    let rc = unsafe {
-        libc::bind(
-            sock.as_raw_fd(),
-            (&addr as *const libc::sockaddr_un).cast(),
-            len,
-        )
-    };
-    unsafe { libc::umask(old) };
-    cvt(rc)?;
+    // Bound on a thread whose own umask makes the socket 0600 from its first moment.
+    // (errno is per thread: the result is checked on that thread.)
+    super::umask::with_umask(0o177, || {
+        cvt(unsafe {
+            libc::bind(
+                sock.as_raw_fd(),
+                (&addr as *const libc::sockaddr_un).cast(),
+                len,
+            )
+        })
+    })??;
     cvt(unsafe { libc::listen(sock.as_raw_fd(), 4) })?;
     Ok(sock)
 }

@@ -190,10 +190,11 @@ fn bind(socket: &Path) -> Result<std::os::unix::net::UnixListener, Failure> {
         }
         Err(_) => {}
     }
-    // The umask makes the socket 0600 from its first moment (no window before a chmod).
-    let old = unsafe { libc::umask(0o177) };
-    let bound = std::os::unix::net::UnixListener::bind(socket);
-    unsafe { libc::umask(old) };
+    // Bound on a thread whose own umask makes the socket 0600 from its first moment (no
+    // window before a chmod), while other threads create files with the usual one.
+    let bound =
+        crate::common::umask::with_umask(0o177, || std::os::unix::net::UnixListener::bind(socket))
+            .and_then(|bound| bound);
     let listener = bound.map_err(|e| failed(format!("listening on {}: {e}", socket.display())))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| failed(format!("chmod {}: {e}", socket.display())))?;

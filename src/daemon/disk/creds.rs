@@ -8,7 +8,13 @@
 //! permissions against the attributes we report (`default_permissions`), and the daemon
 //! must still reach directories the caller may only enter through supplementary groups.
 //! Dropping the guard returns the thread to fsuid 0, which restores the capabilities.
+//!
+//! Modes arrive with the caller's umask already applied by the kernel, so the creating
+//! thread's own must not apply again: the guard also sets the thread's umask to 0, on a
+//! filesystem state of the thread's own ([`crate::common::umask`]), so that no other
+//! thread's umask is ever seen and nothing changes the process-wide one.
 
+use crate::common::umask;
 use crate::daemon::fs::{Caller, Errno, Result};
 use std::marker::PhantomData;
 
@@ -63,6 +69,10 @@ const _: fn() = || <AsCaller as AmbiguousIfSend<_>>::check();
 
 impl AsCaller {
     pub fn new(who: &Caller) -> Result<AsCaller> {
+        umask::own_umask(0).map_err(|e| {
+            log::error!("giving a request thread its own umask: {e}");
+            Errno::from(e)
+        })?;
         unsafe {
             libc::syscall(libc::SYS_setfsgid, who.gid);
             libc::syscall(libc::SYS_setfsuid, who.uid);

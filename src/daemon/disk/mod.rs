@@ -103,8 +103,6 @@ impl DiskFs {
                 "{shown} already holds more than the limits: writes and creates fail until space is freed"
             );
         }
-        // Modes arrive with the caller's umask applied; the daemon's must not apply again.
-        unsafe { libc::umask(0) };
         let nodes = Nodes::new(root).map_err(|e| format!("{shown}: {e}"))?;
         log::info!(
             "{shown} holds {} blocks of 4 KiB in {} inodes",

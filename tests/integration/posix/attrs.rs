@@ -287,6 +287,34 @@ fn a_write_drops_file_capabilities(m: Medium) {
     );
 }
 
+/// A new file's mode is what the caller asked masked by the caller's umask alone: not by
+/// the daemon's (the test's, 022, which it inherited), nor by any other thread's.
+fn modes_follow_the_callers_umask_alone(m: Medium) {
+    let v = Volume::start(m, &[]);
+    for (umask, file, dir) in [
+        ("000", 0o666, 0o777),
+        ("077", 0o600, 0o700),
+        ("027", 0o640, 0o750),
+    ] {
+        sh(&format!(
+            "umask {umask}; cd {}; echo x > f{umask}; mkdir d{umask}; mkfifo p{umask}",
+            v.mnt.display()
+        ));
+        for (name, want) in [("f", file), ("d", dir), ("p", file)] {
+            let name = format!("{name}{umask}");
+            let got = meta(&v.path(&name)).mode() & 0o7777;
+            assert_eq!(got, want, "{name}: {got:o}, not {want:o}");
+            if m == Medium::Disk {
+                let backing = meta(&v.backing.join(&name)).mode() & 0o7777;
+                assert_eq!(
+                    backing, want,
+                    "{name} in the backing directory: {backing:o}"
+                );
+            }
+        }
+    }
+}
+
 on_every_medium!(
     a_write_drops_file_capabilities,
     chmod_chown_and_ctime,
@@ -294,5 +322,6 @@ on_every_medium!(
     xattrs,
     times_follow_changes,
     new_files_belong_to_the_caller,
+    modes_follow_the_callers_umask_alone,
     permissions_are_enforced,
 );
