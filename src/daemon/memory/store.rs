@@ -20,11 +20,13 @@
 //! enough: at most the volume's size is in use at once. A volume too large to map
 //! (over 32 TiB) uses `pread`/`pwrite` only.
 //!
-//! Invariants: a slot not handed out is a hole in the memfd (it reads as zeros), so a
-//! newly allocated slot needs no zeroing, and a partial `pwrite` into it leaves zeros
+//! Invariants: a slot not handed out reads as zeros (a hole in the memfd, or zeros
+//! written over it if the kernel ever refused the punch), so a newly allocated slot
+//! needs no zeroing, and a partial `pwrite` into it leaves zeros
 //! around the data. A slot belongs to at most one block of one file; callers hold that
 //! file's body lock while they read or write its slots. `slots` is a leaf lock.
 
+use crate::daemon::fs::ratelimit::RateLimit;
 use crate::daemon::fs::{BLOCK_SIZE, Errno, Result};
 use crate::daemon::state::FdTable;
 use crate::daemon::state::{Reader, Refused, Writer};
@@ -34,6 +36,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Index of a 4 KiB slot in the store.
 pub type Slot = u64;
@@ -62,6 +65,24 @@ struct FreeSlots {
     /// Slots in `runs`.
     free_below: u64,
     top: Slot,
+}
+
+/// At most one line per this long for each kind of data-file failure.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// `FALLOC_FL_PUNCH_HOLE` of `len` bytes at `offset` (the size stays).
+fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    let (offset, len) = match (i64::try_from(offset), i64::try_from(len)) {
+        (Ok(o), Ok(l)) => (o, l),
+        _ => return Err(io::Error::from_raw_os_error(libc::EFBIG)),
+    };
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Errors of the data file as the errno a writer or reader should see.
@@ -244,7 +265,9 @@ impl Store {
         }
     }
 
-    /// Gives slots back: their memory is punched out of the data file at once.
+    /// Gives slots back: their memory is punched out of the data file at once. A run that
+    /// cannot be zeroed (see [`Store::zero`]) is never handed out again, since it may
+    /// still hold a file's old bytes.
     pub fn free(&self, slots: &mut [Slot]) {
         if slots.is_empty() {
             return;
@@ -257,9 +280,7 @@ impl Store {
                 _ => runs.push((slot, 1)),
             }
         }
-        for &(start, len) in &runs {
-            self.punch(start * BLOCK_SIZE, len * BLOCK_SIZE);
-        }
+        runs.retain(|&(start, len)| self.zero(start * BLOCK_SIZE, len * BLOCK_SIZE).is_ok());
         let mut s = self.lock();
         for (start, len) in runs {
             s.insert(start, len);
@@ -270,18 +291,41 @@ impl Store {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Zeroes `len` bytes at byte `offset` of the data file (whole pages are freed).
-    pub fn punch(&self, offset: u64, len: u64) {
-        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), mode, offset as i64, len as i64) };
-        // Punching a range of a memfd we own cannot fail short of a kernel bug; if it ever
-        // did, the slot would keep stale bytes a later partial write could expose.
-        assert_eq!(
-            rc,
-            0,
-            "punching the memory volume's data file: {}",
-            io::Error::last_os_error()
-        );
+    /// Zeroes `len` bytes at byte `offset` of the data file: punched out (whole pages are
+    /// freed), or, should the kernel refuse that, overwritten with zeros (the memory stays
+    /// held). Punching a memfd we own fails only on a kernel bug or a seal we never set;
+    /// if neither works the bytes may still be a file's old data: EIO, logged (never a
+    /// panic in the request path).
+    pub fn zero(&self, offset: u64, len: u64) -> Result<()> {
+        static PUNCH: RateLimit = RateLimit::new(LOG_INTERVAL);
+        static WRITE: RateLimit = RateLimit::new(LOG_INTERVAL);
+        let punched = punch_hole(&self.file, offset, len);
+        let Err(e) = punched else {
+            return Ok(());
+        };
+        if let Some(more) = PUNCH.admit_now() {
+            log::error!(
+                "punching {len} bytes at {offset} out of the memory volume's data file: {e}; \
+                 writing zeros instead{more}"
+            );
+        }
+        let zeros = [0u8; 64 << 10];
+        let mut at = offset;
+        let end = offset.saturating_add(len);
+        while at < end {
+            let n = (end - at).min(zeros.len() as u64) as usize;
+            if let Err(e) = self.file.write_all_at(&zeros[..n], at) {
+                if let Some(more) = WRITE.admit_now() {
+                    log::error!(
+                        "zeroing {len} bytes at {offset} of the memory volume's data file: \
+                         {e}; answered EIO{more}"
+                    );
+                }
+                return Err(Errno::EIO);
+            }
+            at += n as u64;
+        }
+        Ok(())
     }
 
     /// Overwrites `data` at byte `offset` of slots already written: a copy through the
@@ -386,7 +430,7 @@ impl FreeSlots {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn alloc(s: &Store, n: u64) -> Vec<(Slot, u64)> {
@@ -409,6 +453,46 @@ mod tests {
             (st.runs.iter().collect::<Vec<_>>(), st.top),
             (vec![(&2, &3)], 15)
         );
+    }
+
+    /// A mapped store over a memfd the test may seal, as `Store::new` makes it.
+    pub(in crate::daemon::memory) fn sealable() -> Store {
+        let fd = unsafe { libc::memfd_create(c"test".as_ptr(), libc::MFD_ALLOW_SEALING) };
+        assert!(fd >= 0, "{}", io::Error::last_os_error());
+        let file = unsafe { File::from_raw_fd(fd) };
+        file.set_len(MAP_UNIT).unwrap();
+        Store::mapped_file(file, MAP_UNIT, FreeSlots::default())
+    }
+
+    /// From now on the kernel refuses to punch or write the data file (the mapping
+    /// stays writable): what a kernel bug or a stray seal would do.
+    pub(in crate::daemon::memory) fn refuse_writes(s: &Store) {
+        let rc = unsafe {
+            libc::fcntl(
+                s.file.as_raw_fd(),
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_FUTURE_WRITE,
+            )
+        };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+    }
+
+    #[test]
+    fn a_data_file_that_cannot_be_zeroed_answers_eio_and_keeps_its_slots() {
+        let s = sealable();
+        let b = BLOCK_SIZE;
+        assert_eq!(alloc(&s, 2), [(0, 2)]);
+        s.write_at(&vec![7u8; 2 * b as usize], 0).unwrap();
+        refuse_writes(&s);
+        assert_eq!(s.zero(5, 10), Err(Errno::EIO), "an error, not a panic");
+        s.free(&mut [0, 1]);
+        assert!(
+            !s.is_free(0) && !s.is_free(1),
+            "slots still holding old bytes are never handed out again"
+        );
+        let mut out = [0u8; 4];
+        s.read_at(&mut out, 0).unwrap();
+        assert_eq!(out, [7; 4]);
     }
 
     #[test]
