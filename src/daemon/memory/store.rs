@@ -13,6 +13,9 @@
 //! like tmpfs pages, but not part of its `VmRSS` (it is never mapped). What a volume
 //! holds is [`Store::held_bytes`], and `scripts/bench.sh` adds it to the RSS it reports.
 //!
+//! The memfd is sealed against shrinking ([`seal`]): it is mapped, by this daemon and
+//! by each successor it is handed to, and a truncate would make the mapping fault.
+//!
 //! The daemon maps the memfd once: reads and overwrites of pages already written are
 //! plain copies through the mapping (no system call per request); fresh slots are filled
 //! with `pwrite`. Pages the daemon touched through the mapping show in its `RssShmem`.
@@ -70,6 +73,34 @@ struct FreeSlots {
 /// At most one line per this long for each kind of data-file failure.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Seals the data file against shrinking, and against any further seal. It is mapped
+/// (by this daemon and by every successor it is handed to), and a truncate by anyone
+/// holding it would turn an access of the mapping past the new end into SIGBUS. What the
+/// store does stays allowed: punching holes (`KEEP_SIZE`), growing (`set_len` of a new
+/// store, an unmapped store's writes past the end), writing. `F_SEAL_SEAL` keeps anyone
+/// from adding a seal that would forbid those (`F_SEAL_WRITE`, `F_SEAL_GROW`).
+fn seal(file: &File) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    let have = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    if have < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if have & libc::F_SEAL_SHRINK != 0 {
+        return Ok(());
+    }
+    if unsafe {
+        libc::fcntl(
+            fd,
+            libc::F_ADD_SEALS,
+            libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL,
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `FALLOC_FL_PUNCH_HOLE` of `len` bytes at `offset` (the size stays).
 fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
     let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
@@ -96,11 +127,13 @@ fn errno(e: io::Error) -> Errno {
 impl Store {
     /// The data file of a volume that holds at most `size` bytes of file data.
     pub fn new(size: u64) -> io::Result<Store> {
-        let fd = unsafe { libc::memfd_create(c"emptydirfs-memory".as_ptr(), libc::MFD_CLOEXEC) };
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        let fd = unsafe { libc::memfd_create(c"emptydirfs-memory".as_ptr(), flags) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         let file = unsafe { File::from_raw_fd(fd) };
+        seal(&file)?;
         let len = size
             .saturating_mul(2)
             .next_multiple_of(MAP_UNIT)
@@ -198,6 +231,11 @@ impl Store {
                 cap,
                 slots: Mutex::new(slots),
             });
+        }
+        if let Err(e) = seal(&file) {
+            // A predecessor's memfd made without MFD_ALLOW_SEALING (before sealing was
+            // added): served as it is; nothing but the daemons holds it.
+            log::warn!("the volume's data file cannot be sealed against shrinking: {e}");
         }
         let len = file.metadata().map_err(|e| e.to_string())?.len();
         if len != cap * BLOCK_SIZE {
@@ -457,7 +495,8 @@ pub(super) mod tests {
 
     /// A mapped store over a memfd the test may seal, as `Store::new` makes it.
     pub(in crate::daemon::memory) fn sealable() -> Store {
-        let fd = unsafe { libc::memfd_create(c"test".as_ptr(), libc::MFD_ALLOW_SEALING) };
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        let fd = unsafe { libc::memfd_create(c"test".as_ptr(), flags) };
         assert!(fd >= 0, "{}", io::Error::last_os_error());
         let file = unsafe { File::from_raw_fd(fd) };
         file.set_len(MAP_UNIT).unwrap();
@@ -493,6 +532,66 @@ pub(super) mod tests {
         let mut out = [0u8; 4];
         s.read_at(&mut out, 0).unwrap();
         assert_eq!(out, [7; 4]);
+    }
+
+    fn seals(s: &Store) -> i32 {
+        unsafe { libc::fcntl(s.file.as_raw_fd(), libc::F_GET_SEALS) }
+    }
+
+    /// The data file is sealed against shrinking (a truncate would make the mapping
+    /// fault), on a new store and on one received in a hand-off; punching and growing
+    /// still work.
+    #[test]
+    fn the_data_file_is_sealed_against_shrinking() {
+        let s = Store::new(1 << 20).unwrap();
+        let want = libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+        assert_eq!(seals(&s) & want, want);
+        let len = s.file.metadata().unwrap().len();
+        let shrink = s.file.set_len(len - BLOCK_SIZE).unwrap_err();
+        assert_eq!(shrink.raw_os_error(), Some(libc::EPERM));
+        s.file.set_len(len + MAP_UNIT).unwrap(); // growing is allowed
+        s.file.set_len(len).expect_err("and shrinking back is not");
+        assert_eq!(alloc(&s, 1), [(0, 1)]);
+        s.write_at(&[1; 4096], 0).unwrap();
+        s.free(&mut [0]);
+        assert_eq!(s.held_bytes(), 0, "punched");
+        // A successor's store over the same file: still sealed.
+        let s = Store::new(1 << 20).unwrap();
+        s.write_at(b"kept", 0).unwrap();
+        let got = handed_over(&s).unwrap();
+        assert_eq!(seals(&got) & want, want);
+        let mut out = [0u8; 4];
+        got.read_at(&mut out, 0).unwrap();
+        assert_eq!(&out, b"kept");
+    }
+
+    /// A predecessor's data file made before sealing (no MFD_ALLOW_SEALING) is still
+    /// taken over, unsealed.
+    #[test]
+    fn an_unsealable_data_file_is_still_taken_over() {
+        let fd = unsafe { libc::memfd_create(c"old".as_ptr(), libc::MFD_CLOEXEC) };
+        let file = unsafe { File::from_raw_fd(fd) };
+        file.set_len(MAP_UNIT).unwrap();
+        let old = Store::mapped_file(file, MAP_UNIT, FreeSlots::default());
+        old.write_at(b"data", 8).unwrap();
+        let got = handed_over(&old).unwrap();
+        assert_eq!(seals(&got), libc::F_SEAL_SEAL);
+        let mut out = [0u8; 4];
+        got.read_at(&mut out, 8).unwrap();
+        assert_eq!(&out, b"data");
+    }
+
+    /// `s` written as a predecessor does and read back as a successor does.
+    fn handed_over(s: &Store) -> std::result::Result<Store, Refused> {
+        use crate::daemon::state::FORMAT_VERSION;
+        use std::os::fd::BorrowedFd;
+        let mut w = Writer::default();
+        let mut fds = Vec::new();
+        s.write_state(&mut w, &mut fds);
+        let data = w.finish(FORMAT_VERSION);
+        let dup = unsafe { BorrowedFd::borrow_raw(fds[0]) }.try_clone_to_owned();
+        let mut table = FdTable::new(vec![dup.unwrap()]);
+        Store::read_state(&mut Reader::open(&data)?, &mut table)
     }
 
     #[test]
