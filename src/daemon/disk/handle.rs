@@ -5,7 +5,7 @@
 //! `O_PATH` descriptor. So the daemon needs no descriptor per inode the kernel knows,
 //! which keeps a volume of 100,000 files far below RLIMIT_NOFILE.
 
-use super::sys;
+use super::{sys, trouble};
 use crate::daemon::fs::{Errno, Result};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -64,7 +64,7 @@ impl Handle {
             )
         };
         if rc < 0 {
-            return Err(Errno::last());
+            return Err(trouble::last("name_to_handle_at"));
         }
         let len = raw.handle_bytes as usize;
         Ok(Handle {
@@ -92,7 +92,7 @@ impl Handle {
             )
         });
         if rc < 0 {
-            return Err(Errno::last());
+            return Err(trouble::last("open_by_handle_at"));
         }
         Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
     }

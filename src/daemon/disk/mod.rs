@@ -34,6 +34,7 @@ mod namespace;
 mod nodes;
 mod passthrough;
 mod sys;
+mod trouble;
 
 pub use account::scan;
 

@@ -6,6 +6,7 @@
 //! reached through `/proc/self/fd/N` of an `O_PATH` descriptor, which names the inode
 //! itself (a magic link, not a path through the backing tree).
 
+use super::trouble;
 use crate::daemon::fs::{Errno, Result};
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -15,13 +16,18 @@ pub fn cstr(name: &OsStr) -> Result<CString> {
     CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)
 }
 
-fn check(rc: libc::c_int) -> Result<libc::c_int> {
-    if rc < 0 { Err(Errno::last()) } else { Ok(rc) }
+/// The result of the system call `op`; a failure is noted ([`trouble`]).
+fn check(op: &str, rc: libc::c_int) -> Result<libc::c_int> {
+    if rc < 0 {
+        Err(trouble::last(op))
+    } else {
+        Ok(rc)
+    }
 }
 
-fn check_size(rc: libc::ssize_t) -> Result<usize> {
+fn check_size(op: &str, rc: libc::ssize_t) -> Result<usize> {
     if rc < 0 {
-        Err(Errno::last())
+        Err(trouble::last(op))
     } else {
         Ok(rc as usize)
     }
@@ -39,7 +45,7 @@ fn retry<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
 
 pub fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: i32, mode: u32) -> Result<OwnedFd> {
     let fd = retry(|| {
-        check(unsafe {
+        check("openat", unsafe {
             libc::openat(
                 dir.as_raw_fd(),
                 name.as_ptr(),
@@ -58,7 +64,7 @@ pub fn open_path(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd> {
 
 pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    check(unsafe {
+    check("fstatat", unsafe {
         libc::fstatat(
             fd.as_raw_fd(),
             c"".as_ptr(),
@@ -71,7 +77,7 @@ pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
 
 pub fn fstatat(dir: BorrowedFd<'_>, name: &CStr) -> Result<libc::stat> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    check(unsafe {
+    check("fstatat", unsafe {
         libc::fstatat(
             dir.as_raw_fd(),
             name.as_ptr(),
@@ -83,20 +89,29 @@ pub fn fstatat(dir: BorrowedFd<'_>, name: &CStr) -> Result<libc::stat> {
 }
 
 pub fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> Result<()> {
-    check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
+    check("mkdirat", unsafe {
+        libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode)
+    })
+    .map(drop)
 }
 
 pub fn mknodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32, rdev: u64) -> Result<()> {
-    check(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, rdev) }).map(drop)
+    check("mknodat", unsafe {
+        libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, rdev)
+    })
+    .map(drop)
 }
 
 pub fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> Result<()> {
-    check(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) }).map(drop)
+    check("symlinkat", unsafe {
+        libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr())
+    })
+    .map(drop)
 }
 
 /// Links the inode behind `fd` (any kind of descriptor) as `name` in `dir`.
 pub fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &CStr) -> Result<()> {
-    check(unsafe {
+    check("linkat", unsafe {
         libc::linkat(
             fd.as_raw_fd(),
             c"".as_ptr(),
@@ -109,7 +124,10 @@ pub fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &CStr) -> Result<(
 }
 
 pub fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: i32) -> Result<()> {
-    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop)
+    check("unlinkat", unsafe {
+        libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags)
+    })
+    .map(drop)
 }
 
 pub fn renameat2(
@@ -129,12 +147,12 @@ pub fn renameat2(
             flags,
         )
     };
-    check(rc as libc::c_int).map(drop)
+    check("renameat2", rc as libc::c_int).map(drop)
 }
 
 pub fn readlink(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
-    let n = check_size(unsafe {
+    let n = check_size("readlinkat", unsafe {
         libc::readlinkat(
             fd.as_raw_fd(),
             c"".as_ptr(),
@@ -149,7 +167,7 @@ pub fn readlink(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
 pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
     // fchmodat2 (Linux 6.6) takes AT_EMPTY_PATH on O_PATH descriptors.
     let rc = unsafe { libc::syscall(452, fd.as_raw_fd(), c"".as_ptr(), mode, libc::AT_EMPTY_PATH) };
-    match check(rc as libc::c_int) {
+    match check("fchmodat2", rc as libc::c_int) {
         Err(e) if e == Errno::ENOSYS => {
             // Older kernels: chmod through the magic link, which names the inode itself.
             // Symlinks have no mode of their own to change.
@@ -157,14 +175,14 @@ pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
                 return Err(Errno::EOPNOTSUPP);
             }
             let p = proc_fd(fd.as_raw_fd());
-            check(unsafe { libc::chmod(p.as_ptr(), mode) }).map(drop)
+            check("chmod", unsafe { libc::chmod(p.as_ptr(), mode) }).map(drop)
         }
         r => r.map(drop),
     }
 }
 
 pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
-    check(unsafe {
+    check("fchownat", unsafe {
         libc::fchownat(
             fd.as_raw_fd(),
             c"".as_ptr(),
@@ -177,7 +195,7 @@ pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
 }
 
 pub fn utimens(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> Result<()> {
-    check(unsafe {
+    check("utimensat", unsafe {
         libc::utimensat(
             fd.as_raw_fd(),
             c"".as_ptr(),
@@ -190,7 +208,7 @@ pub fn utimens(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> Result<()> {
 
 pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize> {
     retry(|| {
-        check_size(unsafe {
+        check_size("pread", unsafe {
             libc::pread(
                 fd.as_raw_fd(),
                 buf.as_mut_ptr().cast(),
@@ -203,7 +221,7 @@ pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize> {
 
 pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize> {
     retry(|| {
-        check_size(unsafe {
+        check_size("pwrite", unsafe {
             libc::pwrite(
                 fd.as_raw_fd(),
                 buf.as_ptr().cast(),
@@ -215,18 +233,30 @@ pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize> {
 }
 
 pub fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> Result<()> {
-    retry(|| check(unsafe { libc::ftruncate(fd.as_raw_fd(), size as i64) }).map(drop))
+    retry(|| {
+        check("ftruncate", unsafe {
+            libc::ftruncate(fd.as_raw_fd(), size as i64)
+        })
+        .map(drop)
+    })
 }
 
 pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> Result<()> {
     retry(|| {
-        check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset as i64, len as i64) }).map(drop)
+        check("fallocate", unsafe {
+            libc::fallocate(fd.as_raw_fd(), mode, offset as i64, len as i64)
+        })
+        .map(drop)
     })
 }
 
 pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> Result<i64> {
     let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
-    if r < 0 { Err(Errno::last()) } else { Ok(r) }
+    if r < 0 {
+        Err(trouble::last("lseek"))
+    } else {
+        Ok(r)
+    }
 }
 
 pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> Result<()> {
@@ -237,7 +267,7 @@ pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> Result<()> {
             libc::fsync(fd.as_raw_fd())
         }
     };
-    check(rc).map(drop)
+    check(if datasync { "fdatasync" } else { "fsync" }, rc).map(drop)
 }
 
 pub fn copy_file_range(
@@ -249,7 +279,7 @@ pub fn copy_file_range(
 ) -> Result<usize> {
     let (mut a, mut b) = (off_in as i64, off_out as i64);
     retry(|| {
-        check_size(unsafe {
+        check_size("copy_file_range", unsafe {
             libc::copy_file_range(i.as_raw_fd(), &mut a, o.as_raw_fd(), &mut b, len, 0)
         })
     })
@@ -257,7 +287,9 @@ pub fn copy_file_range(
 
 pub fn statvfs(fd: BorrowedFd<'_>) -> Result<libc::statvfs> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
+    check("fstatvfs", unsafe {
+        libc::fstatvfs(fd.as_raw_fd(), &mut st)
+    })?;
     Ok(st)
 }
 
@@ -266,7 +298,7 @@ pub fn statvfs(fd: BorrowedFd<'_>) -> Result<libc::statvfs> {
 pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd> {
     let proc = proc_fd(fd.as_raw_fd());
     let rc = retry(|| {
-        check(unsafe {
+        check("open", unsafe {
             libc::open(
                 proc.as_ptr(),
                 (flags | libc::O_CLOEXEC) & !libc::O_NOFOLLOW & !libc::O_CREAT,
@@ -283,11 +315,11 @@ fn proc_fd(fd: RawFd) -> CString {
 pub fn getxattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<Vec<u8>> {
     let p = proc_fd(fd.as_raw_fd());
     loop {
-        let size = check_size(unsafe {
+        let size = check_size("getxattr", unsafe {
             libc::getxattr(p.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0)
         })?;
         let mut buf = vec![0u8; size];
-        match check_size(unsafe {
+        match check_size("getxattr", unsafe {
             libc::getxattr(p.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), size)
         }) {
             Ok(n) => {
@@ -303,9 +335,13 @@ pub fn getxattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<Vec<u8>> {
 pub fn listxattr(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
     let p = proc_fd(fd.as_raw_fd());
     loop {
-        let size = check_size(unsafe { libc::listxattr(p.as_ptr(), std::ptr::null_mut(), 0) })?;
+        let size = check_size("listxattr", unsafe {
+            libc::listxattr(p.as_ptr(), std::ptr::null_mut(), 0)
+        })?;
         let mut buf = vec![0u8; size];
-        match check_size(unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), size) }) {
+        match check_size("listxattr", unsafe {
+            libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), size)
+        }) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(buf);
@@ -318,7 +354,7 @@ pub fn listxattr(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
 
 pub fn setxattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> Result<()> {
     let p = proc_fd(fd.as_raw_fd());
-    check(unsafe {
+    check("setxattr", unsafe {
         libc::setxattr(
             p.as_ptr(),
             name.as_ptr(),
@@ -332,7 +368,10 @@ pub fn setxattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> Re
 
 pub fn removexattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<()> {
     let p = proc_fd(fd.as_raw_fd());
-    check(unsafe { libc::removexattr(p.as_ptr(), name.as_ptr()) }).map(drop)
+    check("removexattr", unsafe {
+        libc::removexattr(p.as_ptr(), name.as_ptr())
+    })
+    .map(drop)
 }
 
 /// Reads directory entries from `fd` starting at `offset` (a `d_off` cookie from an
@@ -348,7 +387,7 @@ pub fn getdents(fd: BorrowedFd<'_>, offset: i64, buf: &mut [u8]) -> Result<usize
         )
     };
     if rc < 0 {
-        Err(Errno::last())
+        Err(trouble::last("getdents64"))
     } else {
         Ok(rc as usize)
     }
@@ -425,7 +464,7 @@ pub fn extents(fd: BorrowedFd<'_>, from: u64, to: u64) -> Result<Vec<(u64, u64)>
             extents: [Extent::default(); BATCH],
         };
         if unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FIEMAP, &mut m as *mut Fiemap) } < 0 {
-            let e = Errno::last();
+            let e = trouble::last("FIEMAP");
             return Err(if e.0 == libc::ENOTTY {
                 Errno::EOPNOTSUPP
             } else {
