@@ -66,10 +66,11 @@ impl Handle {
         if rc < 0 {
             return Err(trouble::last("name_to_handle_at"));
         }
-        let len = raw.handle_bytes as usize;
+        // The kernel fills at most the MAX_HANDLE_SZ bytes it was offered.
+        let bytes = raw.f_handle.get(..raw.handle_bytes as usize);
         Ok(Handle {
             kind: raw.handle_type,
-            bytes: raw.f_handle[..len].into(),
+            bytes: bytes.ok_or(Errno::EOVERFLOW)?.into(),
         })
     }
 
@@ -82,7 +83,12 @@ impl Handle {
             handle_type: self.kind,
             f_handle: [0; MAX_HANDLE_SZ],
         };
-        raw.f_handle[..self.bytes.len()].copy_from_slice(&self.bytes);
+        // A handle is never longer than MAX_HANDLE_SZ (`of`, `read_state` check it).
+        let room = raw
+            .f_handle
+            .get_mut(..self.bytes.len())
+            .ok_or(Errno::ESTALE)?;
+        room.copy_from_slice(&self.bytes);
         let rc = retry_eintr(|| unsafe {
             libc::syscall(
                 libc::SYS_open_by_handle_at,

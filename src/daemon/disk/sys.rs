@@ -401,24 +401,24 @@ pub struct RawDirent<'a> {
     pub name: &'a [u8],
 }
 
-/// Parses a `getdents64` buffer.
+/// Parses a `getdents64` buffer: `struct linux_dirent64` records (`d_ino`, `d_off`,
+/// `d_reclen`, `d_type`, the name up to a NUL). A record that does not fit the buffer
+/// (never from the kernel) ends the parse instead of a panic or an endless loop.
 pub fn dirents(buf: &[u8]) -> impl Iterator<Item = RawDirent<'_>> {
-    let mut pos = 0;
+    const HEAD: usize = 19;
+    let mut rest = buf;
     std::iter::from_fn(move || {
-        if pos + 19 > buf.len() {
-            return None;
-        }
-        let ino = u64::from_ne_bytes(buf[pos..pos + 8].try_into().unwrap());
-        let next_offset = i64::from_ne_bytes(buf[pos + 8..pos + 16].try_into().unwrap());
-        let reclen = u16::from_ne_bytes(buf[pos + 16..pos + 18].try_into().unwrap()) as usize;
-        let dtype = buf[pos + 18];
-        let raw = &buf[pos + 19..pos + reclen];
-        let name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
-        pos += reclen;
+        let (head, _) = rest.split_first_chunk::<HEAD>()?;
+        let reclen = usize::from(u16::from_ne_bytes([head[16], head[17]]));
+        let record = rest.get(HEAD..reclen)?;
+        let ino = u64::from_ne_bytes(*head.first_chunk::<8>()?);
+        let next_offset = i64::from_ne_bytes(*head[8..].first_chunk::<8>()?);
+        let name = record.split(|&b| b == 0).next().unwrap_or(record);
+        rest = &rest[reclen..];
         Some(RawDirent {
             ino,
             next_offset,
-            dtype,
+            dtype: head[18],
             name,
         })
     })
@@ -471,14 +471,52 @@ pub fn extents(fd: BorrowedFd<'_>, from: u64, to: u64) -> Result<Vec<(u64, u64)>
                 e
             });
         }
-        let found = &m.extents[..m.mapped as usize];
+        // The kernel fills at most `count` extents; anything else ends the walk.
+        let found = m.extents.get(..m.mapped as usize).unwrap_or_default();
+        let end = |e: &Extent| e.logical.saturating_add(e.length);
         for e in found {
-            ranges.push((e.logical.max(from), (e.logical + e.length).min(to)));
+            ranges.push((e.logical.max(from), end(e).min(to)));
         }
         match found.last() {
-            Some(last) if last.flags & FIEMAP_EXTENT_LAST == 0 => pos = last.logical + last.length,
+            Some(last) if last.flags & FIEMAP_EXTENT_LAST == 0 && end(last) > pos => {
+                pos = end(last)
+            }
             _ => break,
         }
     }
     Ok(ranges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(ino: u64, off: i64, reclen: u16, name: &[u8]) -> Vec<u8> {
+        let mut r = Vec::new();
+        r.extend_from_slice(&ino.to_ne_bytes());
+        r.extend_from_slice(&off.to_ne_bytes());
+        r.extend_from_slice(&reclen.to_ne_bytes());
+        r.push(libc::DT_REG);
+        r.extend_from_slice(name);
+        r.resize(r.len().max(usize::from(reclen)), 0);
+        r
+    }
+
+    #[test]
+    fn dirents_parse_records_and_stop_at_a_broken_one() {
+        let mut buf = record(7, 1, 24, b"ab\0");
+        buf.extend(record(8, 2, 32, b"longer\0"));
+        let got: Vec<_> = dirents(&buf)
+            .map(|e| (e.ino, e.next_offset, e.name))
+            .collect();
+        assert_eq!(got, [(7, 1, &b"ab"[..]), (8, 2, &b"longer"[..])]);
+        // A record length of 0, one shorter than a header, one past the end: no panic,
+        // no endless loop, the records before it are still read.
+        for bad in [0u16, 10, 200] {
+            let mut b = record(7, 1, 24, b"ab\0");
+            b.extend(record(9, 3, bad, b"x\0"));
+            b.truncate(24 + 24);
+            assert_eq!(dirents(&b).count(), 1, "reclen {bad}");
+        }
+    }
 }

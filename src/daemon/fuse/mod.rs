@@ -417,22 +417,34 @@ impl<B: Backend> Filesystem for Adapter<B> {
     ) {
         let _pass = self.gate.pass();
         let r = self.guard("readdirplus", |b| {
+            // An entry without attributes (a backend bug) ends this reply before it; if
+            // it is the first, the listing fails with EIO rather than ending early.
+            let (mut added, mut bare) = (0, false);
             let mut add = |e: &DirEntry<'_>| {
-                let a = e
-                    .attr
-                    .as_ref()
-                    .map(attr)
-                    .expect("readdirplus entries carry attributes");
-                !reply.add(
+                let Some(a) = e.attr.as_ref().map(attr) else {
+                    bare = true;
+                    return false;
+                };
+                let full = reply.add(
                     INodeNo(e.ino),
                     e.next_offset,
                     e.name,
                     &TTL,
                     &a,
                     Generation(0),
-                )
+                );
+                added += usize::from(!full);
+                !full
             };
-            b.readdir(ino.0, fh.0, offset, true, &mut add)
+            b.readdir(ino.0, fh.0, offset, true, &mut add)?;
+            if bare && added == 0 {
+                log::error!(
+                    "readdirplus of inode {}: an entry without attributes",
+                    ino.0
+                );
+                return Err(crate::daemon::fs::Errno::EIO);
+            }
+            Ok(())
         });
         answer!(reply, r, |()| reply.ok())
     }
