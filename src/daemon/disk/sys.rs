@@ -5,6 +5,14 @@
 //! (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`, `AT_EMPTY_PATH`). xattrs of any file type are
 //! reached through `/proc/self/fd/N` of an `O_PATH` descriptor, which names the inode
 //! itself (a magic link, not a path through the backing tree).
+//!
+//! # Safety
+//! Each wrapper makes one system call in an `unsafe` block whose `SAFETY` comment says
+//! why it is sound. They rest on the same few facts: a `BorrowedFd` is open for at least
+//! the call (the borrow outlives it); a `CStr` is NUL-terminated and outlives the call; a
+//! buffer's pointer and length come from one live slice or `Vec`, so the kernel reads or
+//! writes no more than it holds; a descriptor a call returns is new, and becomes an
+//! `OwnedFd` exactly once.
 
 use super::trouble;
 use crate::daemon::fs::{Errno, Result};
@@ -45,6 +53,8 @@ fn retry<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
 
 pub fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: i32, mode: u32) -> Result<OwnedFd> {
     let fd = retry(|| {
+        // SAFETY: `dir` is borrowed, so open for the call; `name` is a NUL-terminated CStr
+        // that outlives it.
         check("openat", unsafe {
             libc::openat(
                 dir.as_raw_fd(),
@@ -54,6 +64,8 @@ pub fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: i32, mode: u32) -> Result
             )
         })
     })?;
+    // SAFETY: `fd` was just returned by a successful openat: a new descriptor nothing else
+    // owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -63,7 +75,10 @@ pub fn open_path(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd> {
 }
 
 pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
+    // SAFETY: libc::stat is plain integers, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is borrowed (open), the empty path is a static CStr, and `st` is a live,
+    // writable libc::stat.
     check("fstatat", unsafe {
         libc::fstatat(
             fd.as_raw_fd(),
@@ -76,7 +91,10 @@ pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
 }
 
 pub fn fstatat(dir: BorrowedFd<'_>, name: &CStr) -> Result<libc::stat> {
+    // SAFETY: libc::stat is plain integers, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `dir` is borrowed (open), `name` is a NUL-terminated CStr, and `st` is a
+    // live, writable libc::stat.
     check("fstatat", unsafe {
         libc::fstatat(
             dir.as_raw_fd(),
@@ -89,6 +107,7 @@ pub fn fstatat(dir: BorrowedFd<'_>, name: &CStr) -> Result<libc::stat> {
 }
 
 pub fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> Result<()> {
+    // SAFETY: `dir` is borrowed (open) and `name` a NUL-terminated CStr, both for the call.
     check("mkdirat", unsafe {
         libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode)
     })
@@ -96,6 +115,7 @@ pub fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> Result<()> {
 }
 
 pub fn mknodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32, rdev: u64) -> Result<()> {
+    // SAFETY: `dir` is borrowed (open) and `name` a NUL-terminated CStr, both for the call.
     check("mknodat", unsafe {
         libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, rdev)
     })
@@ -103,6 +123,8 @@ pub fn mknodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32, rdev: u64) -> Result
 }
 
 pub fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> Result<()> {
+    // SAFETY: `target` and `name` are NUL-terminated CStrs and `dir` is borrowed (open) for
+    // the call.
     check("symlinkat", unsafe {
         libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr())
     })
@@ -111,6 +133,8 @@ pub fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> Result<()> 
 
 /// Links the inode behind `fd` (any kind of descriptor) as `name` in `dir`.
 pub fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &CStr) -> Result<()> {
+    // SAFETY: `fd` and `dir` are borrowed (open), the empty path and `name` are
+    // NUL-terminated CStrs.
     check("linkat", unsafe {
         libc::linkat(
             fd.as_raw_fd(),
@@ -124,6 +148,7 @@ pub fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &CStr) -> Result<(
 }
 
 pub fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: i32) -> Result<()> {
+    // SAFETY: `dir` is borrowed (open) and `name` a NUL-terminated CStr, both for the call.
     check("unlinkat", unsafe {
         libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags)
     })
@@ -137,6 +162,8 @@ pub fn renameat2(
     b: &CStr,
     flags: u32,
 ) -> Result<()> {
+    // SAFETY: renameat2 takes two descriptors, both borrowed (open), two NUL-terminated
+    // CStr names and integer flags, the argument order of the system call.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_renameat2,
@@ -152,6 +179,8 @@ pub fn renameat2(
 
 pub fn readlink(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: `fd` is borrowed (open), the path is a static empty CStr, and the kernel
+    // writes at most `buf.len()` bytes to `buf`, a live Vec of that length.
     let n = check_size("readlinkat", unsafe {
         libc::readlinkat(
             fd.as_raw_fd(),
@@ -166,6 +195,8 @@ pub fn readlink(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
 
 pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
     // fchmodat2 (Linux 6.6) takes AT_EMPTY_PATH on O_PATH descriptors.
+    // SAFETY: fchmodat2 (452 on every architecture, as all system calls from 424 on) takes
+    // a borrowed (open) descriptor, a static empty CStr, and integers.
     let rc = unsafe { libc::syscall(452, fd.as_raw_fd(), c"".as_ptr(), mode, libc::AT_EMPTY_PATH) };
     match check("fchmodat2", rc as libc::c_int) {
         Err(e) if e == Errno::ENOSYS => {
@@ -175,6 +206,7 @@ pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
                 return Err(Errno::EOPNOTSUPP);
             }
             let p = proc_fd(fd.as_raw_fd());
+            // SAFETY: `p` is a NUL-terminated CString that outlives the call.
             check("chmod", unsafe { libc::chmod(p.as_ptr(), mode) }).map(drop)
         }
         r => r.map(drop),
@@ -182,6 +214,8 @@ pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
 }
 
 pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
+    // SAFETY: `fd` is borrowed (open) and the path is a static empty CStr; the ids are
+    // integers.
     check("fchownat", unsafe {
         libc::fchownat(
             fd.as_raw_fd(),
@@ -195,6 +229,8 @@ pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
 }
 
 pub fn utimens(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> Result<()> {
+    // SAFETY: `fd` is borrowed (open), the path is a static empty CStr and `times` points
+    // to the two timespecs the call reads.
     check("utimensat", unsafe {
         libc::utimensat(
             fd.as_raw_fd(),
@@ -208,6 +244,8 @@ pub fn utimens(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> Result<()> {
 
 pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize> {
     retry(|| {
+        // SAFETY: `fd` is borrowed (open) and the kernel writes at most `buf.len()` bytes
+        // to `buf`, a live `&mut [u8]` of that length.
         check_size("pread", unsafe {
             libc::pread(
                 fd.as_raw_fd(),
@@ -221,6 +259,8 @@ pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize> {
 
 pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize> {
     retry(|| {
+        // SAFETY: `fd` is borrowed (open) and the kernel reads `buf.len()` bytes from
+        // `buf`, a live slice of that length.
         check_size("pwrite", unsafe {
             libc::pwrite(
                 fd.as_raw_fd(),
@@ -234,6 +274,7 @@ pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize> {
 
 pub fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> Result<()> {
     retry(|| {
+        // SAFETY: `fd` is borrowed (open) for the call; the size is an integer.
         check("ftruncate", unsafe {
             libc::ftruncate(fd.as_raw_fd(), size as i64)
         })
@@ -243,6 +284,7 @@ pub fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> Result<()> {
 
 pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> Result<()> {
     retry(|| {
+        // SAFETY: `fd` is borrowed (open) for the call; the rest are integers.
         check("fallocate", unsafe {
             libc::fallocate(fd.as_raw_fd(), mode, offset as i64, len as i64)
         })
@@ -251,6 +293,7 @@ pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> Result
 }
 
 pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> Result<i64> {
+    // SAFETY: `fd` is borrowed (open) for the call; the rest are integers.
     let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
     if r < 0 {
         Err(trouble::last("lseek"))
@@ -260,6 +303,7 @@ pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> Result<i64> {
 }
 
 pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> Result<()> {
+    // SAFETY: `fd` is borrowed (open) for the call; fsync and fdatasync take nothing else.
     let rc = unsafe {
         if datasync {
             libc::fdatasync(fd.as_raw_fd())
@@ -279,6 +323,8 @@ pub fn copy_file_range(
 ) -> Result<usize> {
     let (mut a, mut b) = (off_in as i64, off_out as i64);
     retry(|| {
+        // SAFETY: `i` and `o` are borrowed (open); `a` and `b` are live i64 offsets the
+        // kernel updates; no buffer of ours is read or written.
         check_size("copy_file_range", unsafe {
             libc::copy_file_range(i.as_raw_fd(), &mut a, o.as_raw_fd(), &mut b, len, 0)
         })
@@ -286,7 +332,9 @@ pub fn copy_file_range(
 }
 
 pub fn statvfs(fd: BorrowedFd<'_>) -> Result<libc::statvfs> {
+    // SAFETY: libc::statvfs is plain integers, for which all-zero bytes are a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is borrowed (open) and `st` is a live, writable libc::statvfs.
     check("fstatvfs", unsafe {
         libc::fstatvfs(fd.as_raw_fd(), &mut st)
     })?;
@@ -298,6 +346,8 @@ pub fn statvfs(fd: BorrowedFd<'_>) -> Result<libc::statvfs> {
 pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd> {
     let proc = proc_fd(fd.as_raw_fd());
     let rc = retry(|| {
+        // SAFETY: `proc` is a NUL-terminated CString that outlives the call; O_CREAT is
+        // cleared, so no mode argument is read.
         check("open", unsafe {
             libc::open(
                 proc.as_ptr(),
@@ -305,6 +355,8 @@ pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd> {
             )
         })
     })?;
+    // SAFETY: `rc` was just returned by a successful open: a new descriptor nothing else
+    // owns.
     Ok(unsafe { OwnedFd::from_raw_fd(rc) })
 }
 
@@ -315,10 +367,14 @@ fn proc_fd(fd: RawFd) -> CString {
 pub fn getxattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<Vec<u8>> {
     let p = proc_fd(fd.as_raw_fd());
     loop {
+        // SAFETY: `p` and `name` are NUL-terminated CStrs; with a null buffer and size 0
+        // the kernel writes nothing.
         let size = check_size("getxattr", unsafe {
             libc::getxattr(p.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0)
         })?;
         let mut buf = vec![0u8; size];
+        // SAFETY: `p` and `name` are NUL-terminated CStrs, and the kernel writes at most
+        // `size` bytes to `buf`, a live Vec of that length.
         match check_size("getxattr", unsafe {
             libc::getxattr(p.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), size)
         }) {
@@ -335,10 +391,14 @@ pub fn getxattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<Vec<u8>> {
 pub fn listxattr(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
     let p = proc_fd(fd.as_raw_fd());
     loop {
+        // SAFETY: `p` is a NUL-terminated CString; with a null buffer and size 0 the kernel
+        // writes nothing.
         let size = check_size("listxattr", unsafe {
             libc::listxattr(p.as_ptr(), std::ptr::null_mut(), 0)
         })?;
         let mut buf = vec![0u8; size];
+        // SAFETY: `p` is a NUL-terminated CString, and the kernel writes at most `size`
+        // bytes to `buf`, a live Vec of that length.
         match check_size("listxattr", unsafe {
             libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), size)
         }) {
@@ -354,6 +414,8 @@ pub fn listxattr(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
 
 pub fn setxattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> Result<()> {
     let p = proc_fd(fd.as_raw_fd());
+    // SAFETY: `p` and `name` are NUL-terminated CStrs, and the kernel reads `value.len()`
+    // bytes from `value`, a live slice.
     check("setxattr", unsafe {
         libc::setxattr(
             p.as_ptr(),
@@ -368,6 +430,7 @@ pub fn setxattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> Re
 
 pub fn removexattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<()> {
     let p = proc_fd(fd.as_raw_fd());
+    // SAFETY: `p` and `name` are NUL-terminated CStrs that outlive the call.
     check("removexattr", unsafe {
         libc::removexattr(p.as_ptr(), name.as_ptr())
     })
@@ -378,6 +441,8 @@ pub fn removexattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<()> {
 /// earlier entry, or 0) into `buf`; returns the bytes filled (0 at the end).
 pub fn getdents(fd: BorrowedFd<'_>, offset: i64, buf: &mut [u8]) -> Result<usize> {
     lseek(fd, offset, libc::SEEK_SET)?;
+    // SAFETY: `fd` is borrowed (open), and the kernel writes at most `buf.len()` bytes to
+    // `buf`, a live `&mut [u8]` of that length.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_getdents64,
@@ -463,6 +528,9 @@ pub fn extents(fd: BorrowedFd<'_>, from: u64, to: u64) -> Result<Vec<(u64, u64)>
             reserved: 0,
             extents: [Extent::default(); BATCH],
         };
+        // SAFETY: `fd` is borrowed (open) and `m` is a live, writable Fiemap laid out as
+        // the kernel's `struct fiemap` (repr(C), 32-byte header, `count` 56-byte extents),
+        // so the kernel writes no more than it holds.
         if unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FIEMAP, &mut m as *mut Fiemap) } < 0 {
             let e = trouble::last("FIEMAP");
             return Err(if e.0 == libc::ENOTTY {
