@@ -40,12 +40,17 @@ fn raise_effective_to_permitted() -> Result<()> {
         pid: 0,
     };
     let mut data = [CapData::default(); 2];
+    // SAFETY: capget reads `hdr`, a live CapHeader laid out as the kernel's header (version
+    // 3, pid 0: this thread), and writes the two CapData structs that version 3 uses, which
+    // `data` holds.
     if unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) } < 0 {
         return Err(Errno::last());
     }
     for d in &mut data {
         d.effective = d.permitted;
     }
+    // SAFETY: capset reads `hdr` and the two CapData of version 3 from `data`, both live
+    // and laid out as the kernel's structs.
     if unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) } < 0 {
         return Err(Errno::last());
     }
@@ -73,6 +78,8 @@ impl AsCaller {
             log::error!("giving a request thread its own umask: {e}");
             Errno::from(e)
         })?;
+        // SAFETY: setfsgid and setfsuid take an integer id and touch nothing but this
+        // thread's credentials.
         unsafe {
             libc::syscall(libc::SYS_setfsgid, who.gid);
             libc::syscall(libc::SYS_setfsuid, who.uid);
@@ -80,6 +87,8 @@ impl AsCaller {
         let guard = AsCaller(PhantomData);
         // They return the previous id whatever happens: ask again (-1 changes nothing)
         // to make sure the switch took, or the file would be created as root.
+        // SAFETY: setfsuid and setfsgid take an integer id and touch nothing but this
+        // thread's credentials; -1 (u32::MAX) changes nothing and returns the current id.
         let (uid, gid) = unsafe {
             (
                 libc::syscall(libc::SYS_setfsuid, u32::MAX),
@@ -98,6 +107,8 @@ impl AsCaller {
 
 impl Drop for AsCaller {
     fn drop(&mut self) {
+        // SAFETY: setfsuid and setfsgid take an integer id and touch nothing but this
+        // thread's credentials (the guard is !Send: this is the thread that switched them).
         unsafe {
             libc::syscall(libc::SYS_setfsuid, 0);
             libc::syscall(libc::SYS_setfsgid, 0);

@@ -53,6 +53,10 @@ impl Handle {
             f_handle: [0; MAX_HANDLE_SZ],
         };
         let mut mount_id: libc::c_int = 0;
+        // SAFETY: `fd` is borrowed (open), the path is a static empty CStr, `raw` is a
+        // live, writable RawHandle laid out as the kernel's `struct file_handle` with
+        // `handle_bytes` (128) bytes after its header, which is all the kernel may write,
+        // and `mount_id` is a live c_int.
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_name_to_handle_at,
@@ -89,6 +93,8 @@ impl Handle {
             .get_mut(..self.bytes.len())
             .ok_or(Errno::ESTALE)?;
         room.copy_from_slice(&self.bytes);
+        // SAFETY: `mount` is borrowed (open) and `raw` is a live RawHandle whose
+        // `handle_bytes` (at most 128) bytes follow its header, as the kernel reads them.
         let rc = retry_eintr(|| unsafe {
             libc::syscall(
                 libc::SYS_open_by_handle_at,
@@ -100,6 +106,8 @@ impl Handle {
         if rc < 0 {
             return Err(trouble::last("open_by_handle_at"));
         }
+        // SAFETY: `rc` was just returned by a successful open_by_handle_at: a new
+        // descriptor nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
     }
 }

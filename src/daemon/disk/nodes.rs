@@ -44,6 +44,7 @@ fn fd_cache_cap() -> usize {
         rlim_cur: 0,
         rlim_max: 0,
     };
+    // SAFETY: getrlimit writes one rlimit to `lim`, a live local of that type.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return 256;
     }
