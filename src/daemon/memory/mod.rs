@@ -59,7 +59,9 @@ impl MemoryFs {
         let now = SystemTime::now();
         let meta = Meta {
             perm: 0o777,
+            // SAFETY: geteuid takes nothing and cannot fail.
             uid: unsafe { libc::geteuid() },
+            // SAFETY: getegid takes nothing and cannot fail.
             gid: unsafe { libc::getegid() },
             nlink: 2,
             rdev: 0,

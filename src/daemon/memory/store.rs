@@ -81,6 +81,7 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// from adding a seal that would forbid those (`F_SEAL_WRITE`, `F_SEAL_GROW`).
 fn seal(file: &File) -> io::Result<()> {
     let fd = file.as_raw_fd();
+    // SAFETY: F_GET_SEALS takes no argument; `fd` is the open memfd `file` owns.
     let have = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
     if have < 0 {
         return Err(io::Error::last_os_error());
@@ -88,6 +89,7 @@ fn seal(file: &File) -> io::Result<()> {
     if have & libc::F_SEAL_SHRINK != 0 {
         return Ok(());
     }
+    // SAFETY: F_ADD_SEALS takes an integer; `fd` is the open memfd `file` owns.
     if unsafe {
         libc::fcntl(
             fd,
@@ -108,6 +110,7 @@ fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
         (Ok(o), Ok(l)) => (o, l),
         _ => return Err(io::Error::from_raw_os_error(libc::EFBIG)),
     };
+    // SAFETY: `file` is open for the call and fallocate takes only integers besides it.
     let rc = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, len) };
     if rc == 0 {
         Ok(())
@@ -128,10 +131,13 @@ impl Store {
     /// The data file of a volume that holds at most `size` bytes of file data.
     pub fn new(size: u64) -> io::Result<Store> {
         let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        // SAFETY: memfd_create reads a static NUL-terminated name and takes integer flags.
         let fd = unsafe { libc::memfd_create(c"emptydirfs-memory".as_ptr(), flags) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: `fd` was just returned by a successful memfd_create: a new descriptor
+        // nothing else owns.
         let file = unsafe { File::from_raw_fd(fd) };
         seal(&file)?;
         let len = size
@@ -157,6 +163,11 @@ impl Store {
     fn mapped_file(file: File, len: u64, slots: FreeSlots) -> Store {
         let prot = libc::PROT_READ | libc::PROT_WRITE;
         let flags = libc::MAP_SHARED | libc::MAP_NORESERVE;
+        // SAFETY: A new shared mapping of `len` bytes of the open memfd at offset 0, at an
+        // address the kernel chooses (no existing memory is replaced); MAP_FAILED is
+        // checked below. Every caller has made the file at least `len` bytes long (`new`
+        // sets it, `read_state` checks it), and it is sealed against shrinking, so no
+        // access within the mapping can fault past the end.
         let addr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -371,6 +382,12 @@ impl Store {
     pub fn overwrite_at(&self, data: &[u8], offset: u64) -> Result<()> {
         match self.mapped(offset, data.len()) {
             Some(p) => {
+                // SAFETY: `mapped` checked that `[offset, offset + len)` lies inside the
+                // live mapping (which `self` keeps until its Drop), so `p` is valid for
+                // `data.len()` writes; `data` is a caller's slice, never memory of the
+                // mapping, so they do not overlap. No other thread touches these bytes
+                // meanwhile: a slot belongs to one block of one file, and the caller holds
+                // that file's body lock for writing.
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
                 Ok(())
             }
@@ -394,6 +411,10 @@ impl Store {
     /// Fills `out` from byte `offset` of the data file.
     pub fn read_at(&self, mut out: &mut [u8], mut offset: u64) -> Result<()> {
         if let Some(p) = self.mapped(offset, out.len()) {
+            // SAFETY: `mapped` checked that `[offset, offset + len)` lies inside the live
+            // mapping (kept until Drop), so `p` is valid for `out.len()` reads, and `out`
+            // is a distinct, writable slice of that length. No thread writes these bytes
+            // meanwhile: the caller holds the file's body lock.
             unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
             return Ok(());
         }
@@ -424,6 +445,9 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         if self.map != 0 {
+            // SAFETY: `map` and `cap * BLOCK_SIZE` are the address and length `mapped_file`
+            // mapped (its length is a whole number of blocks), and no reference into the
+            // mapping outlives `self`: data is only ever copied in and out.
             unsafe {
                 libc::munmap(
                     self.map as *mut libc::c_void,
@@ -496,8 +520,11 @@ pub(super) mod tests {
     /// A mapped store over a memfd the test may seal, as `Store::new` makes it.
     pub(in crate::daemon::memory) fn sealable() -> Store {
         let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        // SAFETY: memfd_create reads a static NUL-terminated name and takes integer flags.
         let fd = unsafe { libc::memfd_create(c"test".as_ptr(), flags) };
         assert!(fd >= 0, "{}", io::Error::last_os_error());
+        // SAFETY: `fd` was just returned by a successful memfd_create (asserted): nothing
+        // else owns it.
         let file = unsafe { File::from_raw_fd(fd) };
         file.set_len(MAP_UNIT).unwrap();
         Store::mapped_file(file, MAP_UNIT, FreeSlots::default())
@@ -506,6 +533,7 @@ pub(super) mod tests {
     /// From now on the kernel refuses to punch or write the data file (the mapping
     /// stays writable): what a kernel bug or a stray seal would do.
     pub(in crate::daemon::memory) fn refuse_writes(s: &Store) {
+        // SAFETY: F_ADD_SEALS takes an integer; the memfd is open while `s` lives.
         let rc = unsafe {
             libc::fcntl(
                 s.file.as_raw_fd(),
@@ -535,6 +563,7 @@ pub(super) mod tests {
     }
 
     fn seals(s: &Store) -> i32 {
+        // SAFETY: F_GET_SEALS takes no argument; the memfd is open while `s` lives.
         unsafe { libc::fcntl(s.file.as_raw_fd(), libc::F_GET_SEALS) }
     }
 
@@ -569,7 +598,11 @@ pub(super) mod tests {
     /// taken over, unsealed.
     #[test]
     fn an_unsealable_data_file_is_still_taken_over() {
+        // SAFETY: memfd_create reads a static NUL-terminated name and takes integer flags.
         let fd = unsafe { libc::memfd_create(c"old".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0, "{}", io::Error::last_os_error());
+        // SAFETY: `fd` was just returned by a successful memfd_create (asserted): nothing
+        // else owns it.
         let file = unsafe { File::from_raw_fd(fd) };
         file.set_len(MAP_UNIT).unwrap();
         let old = Store::mapped_file(file, MAP_UNIT, FreeSlots::default());
@@ -589,6 +622,8 @@ pub(super) mod tests {
         let mut fds = Vec::new();
         s.write_state(&mut w, &mut fds);
         let data = w.finish(FORMAT_VERSION);
+        // SAFETY: `fds[0]` is the data file's descriptor, which `s` keeps open during this
+        // borrow.
         let dup = unsafe { BorrowedFd::borrow_raw(fds[0]) }.try_clone_to_owned();
         let mut table = FdTable::new(vec![dup.unwrap()]);
         Store::read_state(&mut Reader::open(&data)?, &mut table)
