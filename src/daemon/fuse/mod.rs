@@ -283,6 +283,12 @@ impl<B: Backend> Filesystem for Adapter<B> {
             None => reply.opened(FileHandle(fh), c.flags),
             Some(id) => {
                 // Not closed here: the id is the inode's until its last release.
+                // SAFETY: fuser's contract: `id` is open and belongs to this connection
+                // (`IoModes` opened it on it, or a predecessor did and handed it on), and
+                // it is not closed while the BackingId lives: `IoModes` closes an id only
+                // at its inode's last RELEASE, and this open is counted before its reply,
+                // which is sent just below; `into_raw` then takes the id back without
+                // closing it.
                 let id = unsafe { reply.wrap_backing(id) };
                 reply.opened_passthrough(FileHandle(fh), c.flags, &id);
                 id.into_raw();
@@ -556,6 +562,12 @@ impl<B: Backend> Filesystem for Adapter<B> {
         answer!(reply, r, |(a, fh, c)| match c.backing {
             None => reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), c.flags),
             Some(id) => {
+                // SAFETY: fuser's contract: `id` is open and belongs to this connection
+                // (`IoModes` opened it on it, or a predecessor did and handed it on), and
+                // it is not closed while the BackingId lives: `IoModes` closes an id only
+                // at its inode's last RELEASE, and this open is counted before its reply,
+                // which is sent just below; `into_raw` then takes the id back without
+                // closing it.
                 let id = unsafe { reply.wrap_backing(id) };
                 let (fh, a) = (FileHandle(fh), attr(&a));
                 reply.created_passthrough(&TTL, &a, Generation(0), fh, c.flags, &id);
