@@ -167,6 +167,14 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, u32)> {
     Ok((conn, cred.uid))
 }
 
+/// A zeroed buffer for `space` bytes of control messages, aligned as `struct cmsghdr`
+/// (the CMSG_* macros read and write headers in it through `*mut cmsghdr`; a `Vec<u8>`
+/// is only promised byte alignment).
+fn control_buffer(space: usize) -> Vec<u64> {
+    const _: () = assert!(std::mem::align_of::<libc::cmsghdr>() <= std::mem::align_of::<u64>());
+    vec![0u64; space.div_ceil(8).max(1)]
+}
+
 /// Sends a message with up to [`FDS_PER_MESSAGE`] descriptors.
 pub fn send(sock: BorrowedFd<'_>, kind: u8, payload: &[u8], fds: &[RawFd]) -> io::Result<()> {
     assert!(fds.len() <= FDS_PER_MESSAGE);
@@ -178,7 +186,7 @@ pub fn send(sock: BorrowedFd<'_>, kind: u8, payload: &[u8], fds: &[RawFd]) -> io
         iov_len: data.len(),
     };
     let space = unsafe { libc::CMSG_SPACE((fds.len() * 4) as u32) } as usize;
-    let mut control = vec![0u8; space.max(1)];
+    let mut control = control_buffer(space);
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
@@ -232,7 +240,7 @@ pub fn recv(sock: BorrowedFd<'_>, timeout: Duration) -> io::Result<Message> {
         iov_len: data.len(),
     };
     let space = unsafe { libc::CMSG_SPACE((FDS_PER_MESSAGE * 4) as u32) } as usize;
-    let mut control = vec![0u8; space];
+    let mut control = control_buffer(space);
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
