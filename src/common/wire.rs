@@ -255,7 +255,7 @@ pub fn recv(sock: BorrowedFd<'_>, timeout: Duration) -> io::Result<Message> {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let bytes = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let bytes = ((*cmsg).cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
                 let p = libc::CMSG_DATA(cmsg) as *const RawFd;
                 for i in 0..bytes / 4 {
                     fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(p.add(i))));
