@@ -270,6 +270,8 @@ fn join_host_cgroup_namespace() -> Result<(), Failure> {
     let f = std::fs::File::open("/proc/1/ns/cgroup")
         .map_err(|e| failed(format!("opening the host's cgroup namespace: {e}")))?;
     use std::os::fd::AsRawFd;
+    // SAFETY: `f` is an open descriptor of a namespace file, borrowed for the call; setns
+    // touches only the calling thread's namespaces.
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWCGROUP) } != 0 {
         return Err(failed(format!(
             "joining the host's cgroup namespace: {} (the plugin needs CAP_SYS_ADMIN and hostPID)",
