@@ -96,10 +96,10 @@ pub fn spawn(args: &ServeArgs, log: &Path, launch: &Launch) -> Result<Started, F
                 libc::signal(sig, libc::SIG_DFL);
             }
             for procs in &cgroup_procs {
-                write_file(procs.as_ptr(), b"0")?; // "0": the writing process itself
+                write_file(procs, b"0")?; // "0": the writing process itself
             }
             if let Some(adj) = &oom_adj {
-                write_file(c"/proc/self/oom_score_adj".as_ptr(), adj)?;
+                write_file(c"/proc/self/oom_score_adj", adj)?;
             }
             // dup2 leaves the new fd without O_CLOEXEC; if w already is 3, clear it.
             if w == READY_FD {
@@ -138,8 +138,8 @@ pub fn spawn(args: &ServeArgs, log: &Path, launch: &Launch) -> Result<Started, F
 }
 
 /// open, write, close, with nothing allocated (it runs between fork and exec).
-fn write_file(path: *const libc::c_char, data: &[u8]) -> io::Result<()> {
-    let fd = unsafe { libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC) };
+fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
