@@ -377,8 +377,8 @@ pub fn cpath(p: &Path) -> CString {
 
 /// A shared mapping of a whole file, unmapped on drop.
 pub struct Mapping {
-    pub ptr: *mut u8,
-    pub len: usize,
+    ptr: *mut u8,
+    len: usize,
 }
 
 impl Mapping {
