@@ -177,6 +177,9 @@ fn extent_flags(path: &std::path::Path) -> Option<Vec<u32>> {
         reserved: 0,
         extents: [Extent::default(); 32],
     };
+    // SAFETY: `f` is open for the call and `m` is a live, writable Fiemap laid out as the
+    // kernel's `struct fiemap` (repr(C), 32-byte header, `count` = 32 extents of 56 bytes),
+    // so FS_IOC_FIEMAP writes no more than it holds.
     if unsafe { libc::ioctl(f.as_raw_fd(), 0xC020_660B, &mut m as *mut Fiemap) } < 0 {
         return None;
     }
@@ -242,6 +245,8 @@ fn without_a_limit_df_shows_what_the_volume_holds_not_the_node_disk() {
 fn cached_pages(path: &std::path::Path, len: usize) -> usize {
     let f = fs::File::open(path).unwrap();
     let page = 4096;
+    // SAFETY: A new read-only shared mapping of `len` bytes of the open file `f`, at an
+    // address the kernel chooses; MAP_FAILED is checked below.
     let addr = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -254,7 +259,11 @@ fn cached_pages(path: &std::path::Path, len: usize) -> usize {
     };
     assert_ne!(addr, libc::MAP_FAILED);
     let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: `addr` is the live mapping of `len` bytes made above, and `vec` holds one
+    // byte per page of it, as mincore writes.
     let rc = unsafe { libc::mincore(addr, len, vec.as_mut_ptr()) };
+    // SAFETY: `addr` and `len` are the mapping made above, unmapped once here; nothing
+    // refers to it afterwards.
     unsafe { libc::munmap(addr, len) };
     assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
     vec.iter().filter(|&&b| b & 1 == 1).count()
@@ -293,8 +302,11 @@ fn o_direct_bypasses_the_backing_page_cache() {
     drop(f);
     fs::write(v.path("buffered"), data).unwrap();
     // tmpfs keeps every page in memory, O_DIRECT or not: nothing to tell apart there.
+    // SAFETY: libc::statfs is plain integers, for which all-zero bytes are a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     assert_eq!(
+        // SAFETY: The path is a NUL-terminated CString alive for the call, and `st` a live,
+        // writable statfs.
         unsafe { libc::statfs(cpath(&v.backing).as_ptr(), &mut st) },
         0
     );

@@ -50,6 +50,8 @@ impl CrashableExt4 {
     fn crash(&self) {
         let root = fs::File::open(&self.mnt).unwrap();
         let mut flags = EXT4_GOING_FLAGS_NOLOGFLUSH;
+        // SAFETY: `root` is open for the call, and EXT4_IOC_SHUTDOWN reads one u32 through
+        // the pointer, `flags`, a live u32.
         let rc = unsafe { libc::ioctl(root.as_raw_fd(), EXT4_IOC_SHUTDOWN as _, &mut flags) };
         assert_eq!(
             rc,

@@ -204,6 +204,7 @@ fn a_mapping_beside_a_passthrough_reader_takes_no_uncounted_space() {
         "the reader sees what the mapping wrote"
     );
     // Punching a hole zeroes the range and keeps it allocated meanwhile.
+    // SAFETY: `writer` is open for the call; fallocate takes integers otherwise.
     let punched = unsafe {
         libc::fallocate(
             writer.as_raw_fd(),

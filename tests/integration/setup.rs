@@ -139,6 +139,8 @@ fn setup_again_changes_nothing_and_a_different_request_is_refused(m: Medium) {
 fn kill_daemon(k: &KubeletRoot) {
     let pids = k.daemons();
     assert_eq!(pids.len(), 1, "{pids:?}");
+    // SAFETY: kill takes integers only; the pid is the daemon `setup` started for this
+    // test's volume.
     unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
     // Until all its threads are gone: only then is /dev/fuse closed.
     assert!(
@@ -323,6 +325,8 @@ fn a_stopped_daemon_is_never_killed_by_setup(m: Medium) {
     let v = k.setup("paused", &flags);
     fs::write(v.join("kept"), b"data").unwrap();
     let pid = k.daemons()[0];
+    // SAFETY: kill takes integers only; the pid is the daemon `setup` started for this
+    // test's volume.
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
     let out = k.run(
         &[
@@ -337,6 +341,8 @@ fn a_stopped_daemon_is_never_killed_by_setup(m: Medium) {
         json_str(&k.status_json("paused"), "health"),
         "not answering"
     );
+    // SAFETY: kill takes integers only; the pid is the daemon `setup` started for this
+    // test's volume.
     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
     assert_eq!(k.daemons(), vec![pid], "the same daemon");
     assert_eq!(
@@ -345,6 +351,8 @@ fn a_stopped_daemon_is_never_killed_by_setup(m: Medium) {
         "its data untouched"
     );
     // A stopped daemon does not stop teardown: SIGKILL reaches it after the grace period.
+    // SAFETY: kill takes integers only; the pid is the daemon `setup` started for this
+    // test's volume.
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
     let out = k.run(&[
         "teardown",

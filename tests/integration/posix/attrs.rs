@@ -29,6 +29,8 @@ fn chmod_chown_and_ctime(m: Medium) {
 
 fn utimens(p: &Path, times: [libc::timespec; 2]) -> std::io::Result<i64> {
     let c = cpath(p);
+    // SAFETY: `c` is a NUL-terminated CString and `times` the two timespecs utimensat
+    // reads, both alive for the call.
     cvt(unsafe {
         libc::utimensat(
             libc::AT_FDCWD,
@@ -78,6 +80,8 @@ fn utimensat_nanoseconds(m: Medium) {
 
 fn xattr_set(p: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<i64> {
     let (c, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    // SAFETY: `c` and `n` are NUL-terminated CStrings, and the kernel reads `value.len()`
+    // bytes from `value`, a live slice.
     cvt(unsafe {
         libc::lsetxattr(
             c.as_ptr(),
@@ -93,6 +97,8 @@ fn xattr_get(p: &Path, name: &str, size: usize) -> std::io::Result<Vec<u8>> {
     let (c, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
     let mut buf = vec![0u8; size];
     let len = cvt(
+        // SAFETY: `c` and `n` are NUL-terminated CStrings, and the kernel writes at most
+        // `size` bytes to `buf`, a live Vec of that length.
         unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), size) } as i64,
     )?;
     buf.truncate(if size == 0 { 0 } else { len as usize });
@@ -107,6 +113,8 @@ fn xattr_list(p: &Path) -> Vec<String> {
     let c = cpath(p);
     let mut buf = vec![0u8; 4096];
     let len =
+        // SAFETY: `c` is a NUL-terminated CString, and the kernel writes at most
+        // `buf.len()` bytes to `buf`, a live Vec of that length.
         cvt(unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) } as i64)
             .unwrap();
     let mut names: Vec<String> = buf[..len as usize]
@@ -143,6 +151,7 @@ fn xattrs(m: Medium) {
     xattr_set(&p, "user.a", &[1; 3000], libc::XATTR_REPLACE).unwrap();
     assert_eq!(xattr_get(&p, "user.a", 10_000).unwrap(), vec![1; 3000]);
     let (c, n) = (cpath(&p), std::ffi::CString::new("user.a").unwrap());
+    // SAFETY: `c` and `n` are NUL-terminated CStrings alive for the call.
     cvt(unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) } as i64).unwrap();
     assert_eq!(xattr_list(&p), ["security.c", "trusted.b"]);
     // Directories carry xattrs too.
