@@ -54,7 +54,6 @@ pub fn build() -> &'static str {
 
 fn physical_pages() -> u64 {
     // SAFETY: sysconf reads a system value; it has no memory effects.
-    // SAFETY: sysconf takes an integer and cannot touch memory of ours.
     u64::try_from(unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) }).unwrap_or(0)
 }
 
