@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every test: the deploy/ manifests' validation,
+# clippy (every warning an error: among them an unsafe block without a SAFETY comment),
 # unit tests and the integration tests, which mount real FUSE volumes and so must run as
 # root. Tests run under cargo-nextest, each in a process of its own with a deadline
 # (tests/nextest.toml): a test that hangs fails by name instead of holding the run.
@@ -13,4 +14,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 scripts/install-test-deps.sh
 scripts/validate-manifests.sh
+if ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add clippy
+fi
+cargo clippy --locked --all-targets -- -D warnings
 cargo nextest run --locked --config-file tests/nextest.toml --no-tests=fail "$@"

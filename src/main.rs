@@ -1,5 +1,7 @@
 //! The `emptydirfs` binary: parses the command line and runs one command.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use clap::Parser;
 use emptydirfs::cli::{Cli, Command};
 use emptydirfs::control::emptydir::{setup, status, teardown};

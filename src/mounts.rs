@@ -101,6 +101,8 @@ pub fn mount(source: &str, target: &Path, fstype: &str, data: &str) -> io::Resul
     let (source, target) = (c(source.as_bytes())?, c(target.as_os_str().as_bytes())?);
     let (fstype, data) = (c(fstype.as_bytes())?, c(data.as_bytes())?);
     let flags = libc::MS_NOSUID | libc::MS_NODEV;
+    // SAFETY: The four pointers are NUL-terminated CStrings that outlive the call (`data`
+    // is a string, as FUSE and hugetlbfs read it); the flags are integers.
     let rc = unsafe {
         libc::mount(
             source.as_ptr(),
@@ -119,6 +121,8 @@ pub fn mount(source: &str, target: &Path, fstype: &str, data: &str) -> io::Resul
 
 fn umount2(path: &Path, flags: i32) -> io::Result<()> {
     let c = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: `c` is a NUL-terminated CString that outlives the call; the flags are
+    // integers.
     if unsafe { libc::umount2(c.as_ptr(), flags | libc::UMOUNT_NOFOLLOW) } == 0 {
         Ok(())
     } else {

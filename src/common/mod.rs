@@ -10,11 +10,13 @@
 //! - [`heartbeat`]: when a daemon's control thread last ran, readable while it cannot
 //!   answer;
 //! - [`serve_args`]: the `serve` command line, built by the control side, parsed by the
-//!   daemon.
+//!   daemon;
+//! - [`umask`]: a umask of one thread's own (nothing changes the process-wide one).
 
 pub mod control;
 pub mod heartbeat;
 pub mod serve_args;
+pub mod umask;
 pub mod wire;
 
 use std::sync::OnceLock;

@@ -57,6 +57,9 @@ fn a_ready_fd_that_is_not_an_inherited_pipe_is_refused() {
     cmd.args(["serve", "--medium", "memory", "--ready-fd", "9"])
         .arg(&mnt)
         .stdin(Stdio::null());
+    // SAFETY: The closure runs in the child between fork and exec and calls only dup2
+    // (async-signal-safe) and reads errno; `raw` is `file`'s descriptor, which the parent
+    // keeps open until the child has started.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
             if libc::dup2(raw, 9) < 0 {

@@ -169,6 +169,8 @@ fn without_a_limit_df_shows_what_the_volume_holds_not_the_node_disk() {
 fn cached_pages(path: &std::path::Path, len: usize) -> usize {
     let f = fs::File::open(path).unwrap();
     let page = 4096;
+    // SAFETY: A new read-only shared mapping of `len` bytes of the open file `f`, at an
+    // address the kernel chooses; MAP_FAILED is checked below.
     let addr = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -181,7 +183,11 @@ fn cached_pages(path: &std::path::Path, len: usize) -> usize {
     };
     assert_ne!(addr, libc::MAP_FAILED);
     let mut vec = vec![0u8; len.div_ceil(page)];
+    // SAFETY: `addr` is the live mapping of `len` bytes made above, and `vec` holds one
+    // byte per page of it, as mincore writes.
     let rc = unsafe { libc::mincore(addr, len, vec.as_mut_ptr()) };
+    // SAFETY: `addr` and `len` are the mapping made above, unmapped once here; nothing
+    // refers to it afterwards.
     unsafe { libc::munmap(addr, len) };
     assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
     vec.iter().filter(|&&b| b & 1 == 1).count()
@@ -220,8 +226,11 @@ fn o_direct_bypasses_the_backing_page_cache() {
     drop(f);
     fs::write(v.path("buffered"), data).unwrap();
     // tmpfs keeps every page in memory, O_DIRECT or not: nothing to tell apart there.
+    // SAFETY: libc::statfs is plain integers, for which all-zero bytes are a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     assert_eq!(
+        // SAFETY: The path is a NUL-terminated CString alive for the call, and `st` a live,
+        // writable statfs.
         unsafe { libc::statfs(cpath(&v.backing).as_ptr(), &mut st) },
         0
     );
@@ -240,4 +249,51 @@ fn o_direct_bypasses_the_backing_page_cache() {
     );
     assert!(all[MIB..MIB + 100].iter().all(|&b| b == 0));
     v.assert_counters_match_backing();
+}
+
+/// Writes `len` bytes to a new file `name` in the volume, 64 KiB at a time, and returns
+/// the errno that stopped it (0 if none did).
+fn write_until_refused(v: &Volume, name: &str, len: usize) -> i32 {
+    let mut f = fs::File::create(v.path(name)).unwrap();
+    let chunk = vec![7u8; 64 << 10];
+    for _ in 0..len / chunk.len() {
+        if let Err(e) = f.write_all(&chunk) {
+            return e.raw_os_error().unwrap_or(-1);
+        }
+    }
+    0
+}
+
+/// The node's disk failing a pod's write (here: full, a 1 MiB tmpfs under a 64 MiB
+/// volume) is in the daemon's log, with the call and the error, at most once per 10 s
+/// however often it happens; the volume's own limit is the pod's business and is not.
+#[test]
+fn errors_of_the_backing_filesystem_are_logged_the_volumes_limit_is_not() {
+    const LINE: &str = "backing filesystem: pwrite failed: No space left on device";
+    let mut v = Volume::start(Medium::Disk, &["--size-limit", "64Mi"]);
+    v.restart_after(|backing| {
+        run(std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1M,mode=0777", "backing"])
+            .arg(backing));
+    });
+    for i in 0..5 {
+        let name = format!("big{i}");
+        assert_eq!(write_until_refused(&v, &name, 4 << 20), libc::ENOSPC);
+        fs::remove_file(v.path(&name)).unwrap();
+    }
+    eventually(
+        "the daemon logs the backing filesystem's ENOSPC",
+        SOON,
+        || v.log_text().contains(LINE),
+    );
+    let log = v.log_text();
+    assert_eq!(log.matches(LINE).count(), 1, "rate-limited: {log}");
+    drop(v);
+
+    // At the volume's own limit, on a backing filesystem with room: nothing logged.
+    let v = Volume::start(Medium::Disk, &["--size-limit", "1Mi"]);
+    assert_eq!(write_until_refused(&v, "big", 4 << 20), libc::ENOSPC);
+    // (Logged before the write was answered, had it been.)
+    let log = v.log_text();
+    assert!(!log.contains("backing filesystem: "), "{log}");
 }

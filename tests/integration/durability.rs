@@ -50,6 +50,8 @@ impl CrashableExt4 {
     fn crash(&self) {
         let root = fs::File::open(&self.mnt).unwrap();
         let mut flags = EXT4_GOING_FLAGS_NOLOGFLUSH;
+        // SAFETY: `root` is open for the call, and EXT4_IOC_SHUTDOWN reads one u32 through
+        // the pointer, `flags`, a live u32.
         let rc = unsafe { libc::ioctl(root.as_raw_fd(), EXT4_IOC_SHUTDOWN as _, &mut flags) };
         assert_eq!(
             rc,
@@ -162,6 +164,9 @@ fn extent_flags(path: &std::path::Path) -> Option<Vec<u32>> {
         reserved: 0,
         extents: [Extent::default(); 32],
     };
+    // SAFETY: `f` is open for the call and `m` is a live, writable Fiemap laid out as the
+    // kernel's `struct fiemap` (repr(C), 32-byte header, `count` = 32 extents of 56 bytes),
+    // so FS_IOC_FIEMAP writes no more than it holds.
     if unsafe { libc::ioctl(f.as_raw_fd(), 0xC020_660B, &mut m as *mut Fiemap) } < 0 {
         return None;
     }

@@ -63,6 +63,7 @@ fn a_daemon_killed_under_load_loses_nothing_that_was_synced(m: Medium) {
     });
     let pids = k.daemons();
     assert_eq!(pids.len(), 1);
+    // SAFETY: kill takes integers only; the pid is the daemon of this test's volume.
     unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
     // fio hanging on a volume whose daemon was killed fails here.
     let out = fio.wait_within(Duration::from_secs(20));

@@ -73,6 +73,9 @@ pub fn spawn_program(program: &Path, args: &[&OsStr], log: &Path, nofile: Option
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().unwrap())
         .stderr(log_file);
+    // SAFETY: The closure runs in the child between fork and exec and makes only system
+    // calls (prctl, setrlimit, both async-signal-safe) on values made before the fork
+    // (`nofile`, a Copy), and reads errno; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
@@ -176,6 +179,8 @@ impl Volume {
     /// Sends `sig` and waits for the daemon to exit.
     pub fn stop_with(&mut self, sig: i32) -> ExitStatus {
         let mut child = self.child.take().expect("daemon already stopped");
+        // SAFETY: kill takes integers only; the child is this Volume's daemon, not yet
+        // reaped, so its pid is not reused.
         unsafe { libc::kill(child.id() as i32, sig) };
         wait_timeout(&mut child, Duration::from_secs(10)).unwrap_or_else(|| {
             let _ = child.kill();
@@ -262,6 +267,8 @@ pub fn du_bytes(path: &Path) -> u64 {
 impl Drop for Volume {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // SAFETY: kill takes integers only; the child is this Volume's daemon, not yet
+            // reaped, so its pid is not reused.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             if wait_timeout(&mut child, Duration::from_secs(5)).is_none() {
                 let _ = child.kill();
@@ -319,8 +326,11 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 
 pub fn statvfs(path: &Path) -> libc::statvfs {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: libc::statvfs is plain integers, for which all-zero bytes are a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     assert_eq!(
+        // SAFETY: `c` is a NUL-terminated CString and `st` a live, writable statvfs, both
+        // alive for the call.
         unsafe { libc::statvfs(c.as_ptr(), &mut st) },
         0,
         "statvfs {}",
@@ -380,8 +390,8 @@ pub fn cpath(p: &Path) -> CString {
 
 /// A shared mapping of a whole file, unmapped on drop.
 pub struct Mapping {
-    pub ptr: *mut u8,
-    pub len: usize,
+    ptr: *mut u8,
+    len: usize,
 }
 
 impl Mapping {
@@ -389,6 +399,8 @@ impl Mapping {
     pub fn try_of(f: &std::fs::File, len: usize, writable: bool) -> io::Result<Mapping> {
         let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
         let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+        // SAFETY: A new shared mapping of `len` bytes of the open file `f`, at an address
+        // the kernel chooses; MAP_FAILED is checked below.
         let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd, 0) };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
@@ -405,21 +417,30 @@ impl Mapping {
 
     /// `msync(MS_SYNC)`: what the mapping wrote is in the file.
     pub fn sync(&self) {
+        // SAFETY: `ptr` and `len` are this Mapping's live mapping (private fields, set only
+        // by `try_of`).
         let r = unsafe { libc::msync(self.ptr as *mut libc::c_void, self.len, libc::MS_SYNC) };
         assert_eq!(r, 0, "msync: {}", io::Error::last_os_error());
     }
 
     pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` is a live shared mapping of `len` readable bytes (private fields,
+        // set only by `try_of`), unmapped only in Drop, so the slice cannot outlive it; the
+        // file's pages are initialised. A caller must not truncate the file while it holds
+        // the slice (these are tests that map files they own).
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
     pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: As `bytes`, and the mapping is writable when `try_of` was asked for it;
+        // `&mut self` makes this the only slice of it.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // SAFETY: `ptr` and `len` are this Mapping's live mapping, unmapped once, here.
         unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
     }
 }
@@ -431,6 +452,9 @@ pub fn cached_pages(f: &std::fs::File) -> u64 {
     let mut stat = [0u64; 5]; // nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted
     let fd = std::os::fd::AsRawFd::as_raw_fd(f);
     const SYS_CACHESTAT: libc::c_long = 451; // x86_64 (the libc crate has no name for it)
+    // SAFETY: cachestat (451 on every architecture) reads the two-u64 range from `range`
+    // and writes the five u64 of `struct cachestat` to `stat`, both live arrays of those
+    // sizes; `fd` is `f`'s, open for the call.
     let r = unsafe { libc::syscall(SYS_CACHESTAT, fd, range.as_ptr(), stat.as_mut_ptr(), 0) };
     assert_eq!(r, 0, "cachestat: {}", io::Error::last_os_error());
     stat[0]

@@ -128,20 +128,28 @@ fn a_path_of_5000_bytes_through_at_calls(m: Medium) {
         use std::os::fd::{AsRawFd, FromRawFd};
         let fd = dir.as_raw_fd();
         assert_eq!(
+            // SAFETY: `fd` is `dir`'s open descriptor and `name` a NUL-terminated CString,
+            // both alive for the call.
             unsafe { libc::mkdirat(fd, name.as_ptr(), 0o755) },
             0,
             "level {level}"
         );
+        // SAFETY: `fd` is `dir`'s open descriptor and `name` a NUL-terminated CString, both
+        // alive for the call.
         let next = unsafe { libc::openat(fd, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
         assert!(
             next >= 0,
             "level {level}: {}",
             std::io::Error::last_os_error()
         );
+        // SAFETY: `next` is the descriptor the successful openat above returned (asserted):
+        // new, owned by nothing else.
         dir = unsafe { fs::File::from_raw_fd(next) };
     }
     use std::os::fd::{AsRawFd, FromRawFd};
     let name = CString::new("deep").unwrap();
+    // SAFETY: `dir` is open and `name` a NUL-terminated CString, both alive for the call;
+    // O_CREAT takes the mode argument given.
     let fd = unsafe {
         libc::openat(
             dir.as_raw_fd(),
@@ -151,6 +159,8 @@ fn a_path_of_5000_bytes_through_at_calls(m: Medium) {
         )
     };
     assert!(fd >= 0);
+    // SAFETY: `fd` is the descriptor the successful openat above returned (asserted): new,
+    // owned by nothing else.
     let mut f = unsafe { fs::File::from_raw_fd(fd) };
     std::io::Write::write_all(&mut f, b"at the bottom").unwrap();
     let back = fs::read(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap();

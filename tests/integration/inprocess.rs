@@ -279,6 +279,7 @@ fn mixed_workload(dir: &std::path::Path, worker: u64) {
         let _ = f.write_at(&vec![i as u8; rnd(300_000) as usize + 1], rnd(2 << 20));
         match rnd(5) {
             0 => f.set_len(rnd(1 << 20)).unwrap(),
+            // SAFETY: `f` is open for the call; fallocate takes integers otherwise.
             1 => unsafe {
                 libc::fallocate(
                     f.as_raw_fd(),

@@ -134,6 +134,8 @@ impl KubeletRoot {
 impl Drop for KubeletRoot {
     fn drop(&mut self) {
         for pid in self.daemons() {
+            // SAFETY: kill takes integers only; `pid` is a daemon this test's node started
+            // (found serving its volume).
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
         // TempDir's drop detaches the mounts, then removes the tree.

@@ -165,6 +165,8 @@ fn symlinks_and_xattrs_are_charged(m: Medium) {
     let set = |name: &str, len: usize| {
         let (p, n) = (cpath(&v.path("f")), std::ffi::CString::new(name).unwrap());
         let value = vec![7u8; len];
+        // SAFETY: `p` and `n` are NUL-terminated CStrings, and the kernel reads `len` bytes
+        // from `value`, a live Vec of that length.
         cvt(unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), len, 0) } as i64)
     };
     // Memory keeps 10 KB of xattrs in three blocks; ext4 under a disk volume keeps an
@@ -185,6 +187,7 @@ fn symlinks_and_xattrs_are_charged(m: Medium) {
         cpath(&v.path("f")),
         std::ffi::CString::new("user.a").unwrap(),
     );
+    // SAFETY: `p` and `n` are NUL-terminated CStrings alive for the call.
     cvt(unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) } as i64).unwrap();
     assert_eq!(
         df(&v).1,
@@ -293,6 +296,8 @@ fn mixed_writers_at_the_limit_never_pass_it(m: Medium) {
                         let len = 1 + rng.below(256 << 10);
                         let r = match rng.below(20) {
                             0..=13 => f.write_all_at(&vec![w as u8; len as usize], off),
+                            // SAFETY: `f` is open for the call; fallocate takes integers
+                            // otherwise.
                             14..=16 => cvt(unsafe {
                                 libc::fallocate(
                                     f.as_raw_fd(),

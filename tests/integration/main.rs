@@ -2,6 +2,11 @@
 //!
 //! Each case is a `fn(Medium)` that mounts what it needs; [`on_every_medium!`] runs it on
 //! every backend, so a new backend is one line in that macro and runs every case.
+//!
+//! Every `unsafe` block says why it is sound in a `// SAFETY:` comment (clippy denies one
+//! without).
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod harness;
 

@@ -204,6 +204,7 @@ fn a_mapping_beside_a_passthrough_reader_takes_no_uncounted_space() {
         "the reader sees what the mapping wrote"
     );
     // Punching a hole zeroes the range and keeps it allocated meanwhile.
+    // SAFETY: `writer` is open for the call; fallocate takes integers otherwise.
     let punched = unsafe {
         libc::fallocate(
             writer.as_raw_fd(),
@@ -257,8 +258,10 @@ fn o_direct_opens_mix_with_buffered_ones(m: Medium) {
             .unwrap()
     };
     let (dr, dw) = (direct(false), direct(true));
-    let layout = std::alloc::Layout::from_size_align(65536, 4096).unwrap();
-    let buf = unsafe { std::slice::from_raw_parts_mut(std::alloc::alloc(layout), 65536) };
+    // An O_DIRECT buffer: the 4 KiB-aligned 64 KiB window of a zeroed Vec.
+    let mut backing = vec![0u8; 65536 + 4096];
+    let skip = backing.as_ptr().addr().wrapping_neg() % 4096;
+    let buf = &mut backing[skip..skip + 65536];
     buf.fill(0x5a);
     dw.write_all_at(buf, 65536).unwrap();
     buf.fill(0);
@@ -270,7 +273,6 @@ fn o_direct_opens_mix_with_buffered_ones(m: Medium) {
     let mut b = vec![0; 65536];
     buffered.read_exact_at(&mut b, 65536).unwrap();
     assert!(b.iter().all(|&x| x == 0x5a), "a buffered reader too");
-    unsafe { std::alloc::dealloc(buf.as_mut_ptr(), layout) };
 }
 
 on_every_medium!(

@@ -145,6 +145,8 @@ fn setup_again_changes_nothing_and_a_different_request_is_refused(m: Medium) {
 fn kill_daemon(k: &KubeletRoot) {
     let pids = k.daemons();
     assert_eq!(pids.len(), 1, "{pids:?}");
+    // SAFETY: kill takes integers only; the pid is the daemon `setup` started for this
+    // test's volume.
     unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
     // Until all its threads are gone: only then is /dev/fuse closed.
     assert!(

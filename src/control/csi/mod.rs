@@ -195,10 +195,11 @@ fn bind(socket: &Path) -> Result<std::os::unix::net::UnixListener, Failure> {
         }
         Err(_) => {}
     }
-    // The umask makes the socket 0600 from its first moment (no window before a chmod).
-    let old = unsafe { libc::umask(0o177) };
-    let bound = std::os::unix::net::UnixListener::bind(socket);
-    unsafe { libc::umask(old) };
+    // Bound on a thread whose own umask makes the socket 0600 from its first moment (no
+    // window before a chmod), while other threads create files with the usual one.
+    let bound =
+        crate::common::umask::with_umask(0o177, || std::os::unix::net::UnixListener::bind(socket))
+            .and_then(|bound| bound);
     let listener = bound.map_err(|e| failed(format!("listening on {}: {e}", socket.display())))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| failed(format!("chmod {}: {e}", socket.display())))?;
@@ -274,6 +275,8 @@ fn join_host_cgroup_namespace() -> Result<(), Failure> {
     let f = std::fs::File::open("/proc/1/ns/cgroup")
         .map_err(|e| failed(format!("opening the host's cgroup namespace: {e}")))?;
     use std::os::fd::AsRawFd;
+    // SAFETY: `f` is an open descriptor of a namespace file, borrowed for the call; setns
+    // touches only the calling thread's namespaces.
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWCGROUP) } != 0 {
         return Err(failed(format!(
             "joining the host's cgroup namespace: {} (the plugin needs CAP_SYS_ADMIN and hostPID)",

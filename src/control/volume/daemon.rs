@@ -55,10 +55,13 @@ pub fn spawn(args: &ServeArgs, log: &Path, launch: &Launch) -> Result<Started, F
         .try_clone()
         .map_err(|e| failed(format!("opening the daemon's log: {e}")))?;
     let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors to `fds`, a live array of two c_ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(failed(format!("pipe: {}", io::Error::last_os_error())));
     }
     let (ready, write_end) =
+        // SAFETY: `fds` holds the two new descriptors of the successful pipe2 above, each
+        // owned by nothing else and wrapped once.
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let w = write_end.as_raw_fd();
     // Everything the child writes is made before fork: only syscalls run after it.
@@ -84,7 +87,12 @@ pub fn spawn(args: &ServeArgs, log: &Path, launch: &Launch) -> Result<Started, F
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(err_file);
-    // SAFETY: only async-signal-safe calls between fork and exec.
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed (another thread may have held a lock at the
+    // fork): it makes system calls only (setsid, signal, open, write, close, fcntl, dup2,
+    // close_range), builds io::Errors from errno (no allocation), and reads what was made
+    // before the fork (`cgroup_procs`, `oom_adj`, `w`); it allocates, locks and frees
+    // nothing.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() < 0 {
@@ -96,10 +104,10 @@ pub fn spawn(args: &ServeArgs, log: &Path, launch: &Launch) -> Result<Started, F
                 libc::signal(sig, libc::SIG_DFL);
             }
             for procs in &cgroup_procs {
-                write_file(procs.as_ptr(), b"0")?; // "0": the writing process itself
+                write_file(procs, b"0")?; // "0": the writing process itself
             }
             if let Some(adj) = &oom_adj {
-                write_file(c"/proc/self/oom_score_adj".as_ptr(), adj)?;
+                write_file(c"/proc/self/oom_score_adj", adj)?;
             }
             // dup2 leaves the new fd without O_CLOEXEC; if w already is 3, clear it.
             if w == READY_FD {
@@ -138,13 +146,19 @@ pub fn spawn(args: &ServeArgs, log: &Path, launch: &Launch) -> Result<Started, F
 }
 
 /// open, write, close, with nothing allocated (it runs between fork and exec).
-fn write_file(path: *const libc::c_char, data: &[u8]) -> io::Result<()> {
-    let fd = unsafe { libc::open(path, libc::O_WRONLY | libc::O_CLOEXEC) };
+fn write_file(path: &std::ffi::CStr, data: &[u8]) -> io::Result<()> {
+    // SAFETY: `path` is a NUL-terminated CStr that outlives the call; open takes integer
+    // flags.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: `fd` is the descriptor just opened above, and the kernel reads `data.len()`
+    // bytes from `data`, a live slice.
     let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
     let e = io::Error::last_os_error();
+    // SAFETY: `fd` was opened above, is owned by this function alone, and is closed once
+    // here.
     unsafe { libc::close(fd) };
     if n == data.len() as isize {
         Ok(())
@@ -169,6 +183,8 @@ impl Started {
                 revents: 0,
             };
             let n =
+                // SAFETY: `pfd` is a live pollfd and the count is 1; its descriptor is
+                // `pipe`'s, open for the call.
                 unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
             if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -276,7 +292,7 @@ fn serving(pid: u32) -> Option<PathBuf> {
         .next()?
         .parse()
         .ok()?;
-    // SAFETY: geteuid has no preconditions.
+    // SAFETY: geteuid takes nothing and cannot fail.
     if uid != unsafe { libc::geteuid() } {
         return None;
     }
@@ -332,15 +348,20 @@ impl Process {
     /// Opens `pid` if it still serves `mountpoint` (checked after opening, so the pidfd
     /// is known to name that daemon).
     fn open(pid: u32, mountpoint: &Path) -> Option<Process> {
+        // SAFETY: pidfd_open takes a pid and flags, integers only.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
         if fd < 0 {
             return None;
         }
+        // SAFETY: `fd` is the descriptor the successful pidfd_open above returned: new,
+        // owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         (serving(pid).as_deref() == Some(mountpoint)).then_some(Process { pid, fd })
     }
 
     fn signal(&self, sig: i32) {
+        // SAFETY: `self.fd` is an open pidfd we own; a null siginfo pointer is allowed (the
+        // kernel then fills one as kill does), the rest are integers.
         unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
@@ -358,18 +379,23 @@ impl Process {
             events: libc::POLLIN,
             revents: 0,
         };
+        // SAFETY: `pfd` is a live pollfd and the count is 1; its descriptor is `self.fd`,
+        // open for the call.
         unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
     }
 }
 
 /// Waits until `pid` has exited with all its threads; false after `limit`.
 pub fn wait_exited(pid: u32, limit: Duration) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags, integers only.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
         return true; // no such process
     }
     let p = Process {
         pid,
+        // SAFETY: `fd` is the descriptor the successful pidfd_open above returned: new,
+        // owned by nothing else.
         fd: unsafe { OwnedFd::from_raw_fd(fd as i32) },
     };
     wait_all(&[&p], limit).is_empty()

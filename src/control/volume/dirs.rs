@@ -107,6 +107,7 @@ impl DirLock {
             .metadata()
             .map_err(|e| failed(format!("{}: {e}", path.display())))?;
         let fd = OwnedFd::from(dir);
+        // SAFETY: `fd` is open (owned here); flock takes integers otherwise.
         while unsafe { libc::flock(fd.as_raw_fd(), how) } != 0 {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {

@@ -203,9 +203,10 @@ fn kernel_counters(path: &Path, fstype: String) -> Health {
 fn statvfs(path: &Path) -> Result<libc::statvfs, i32> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
-    // SAFETY: statvfs is plain old data; all-zero is a valid value.
+    // SAFETY: libc::statvfs is plain integers, for which all-zero bytes are a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid C string and `st` a valid statvfs to write.
+    // SAFETY: `c` is a NUL-terminated CString and `st` a live, writable statvfs, both
+    // outliving the call.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0 {
         Ok(st)
     } else {

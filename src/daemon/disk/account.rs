@@ -276,6 +276,8 @@ mod tests {
         let dir = std::env::temp_dir();
         let c = CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
         let d = sys::openat(
+            // SAFETY: AT_FDCWD names the working directory for *at calls (never closed); it
+            // only goes to openat.
             unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) },
             &c,
             libc::O_PATH | libc::O_DIRECTORY,

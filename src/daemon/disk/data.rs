@@ -157,7 +157,7 @@ impl DiskFs {
         let (_, file) = self.files.remove(&fh).ok_or(Errno::EBADF)?;
         let node = file.node.clone();
         let mut s = node.state();
-        s.opens -= 1;
+        s.opens = s.opens.saturating_sub(1); // one release per open: `files` held it once
         if s.opens > 0 {
             return Ok(());
         }

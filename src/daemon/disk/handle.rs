@@ -5,7 +5,7 @@
 //! `O_PATH` descriptor. So the daemon needs no descriptor per inode the kernel knows,
 //! which keeps a volume of 100,000 files far below RLIMIT_NOFILE.
 
-use super::sys;
+use super::{sys, trouble};
 use crate::daemon::fs::{Errno, Result};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -53,6 +53,10 @@ impl Handle {
             f_handle: [0; MAX_HANDLE_SZ],
         };
         let mut mount_id: libc::c_int = 0;
+        // SAFETY: `fd` is borrowed (open), the path is a static empty CStr, `raw` is a
+        // live, writable RawHandle laid out as the kernel's `struct file_handle` with
+        // `handle_bytes` (128) bytes after its header, which is all the kernel may write,
+        // and `mount_id` is a live c_int.
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_name_to_handle_at,
@@ -64,12 +68,13 @@ impl Handle {
             )
         };
         if rc < 0 {
-            return Err(Errno::last());
+            return Err(trouble::last("name_to_handle_at"));
         }
-        let len = raw.handle_bytes as usize;
+        // The kernel fills at most the MAX_HANDLE_SZ bytes it was offered.
+        let bytes = raw.f_handle.get(..raw.handle_bytes as usize);
         Ok(Handle {
             kind: raw.handle_type,
-            bytes: raw.f_handle[..len].into(),
+            bytes: bytes.ok_or(Errno::EOVERFLOW)?.into(),
         })
     }
 
@@ -82,7 +87,14 @@ impl Handle {
             handle_type: self.kind,
             f_handle: [0; MAX_HANDLE_SZ],
         };
-        raw.f_handle[..self.bytes.len()].copy_from_slice(&self.bytes);
+        // A handle is never longer than MAX_HANDLE_SZ (`of`, `read_state` check it).
+        let room = raw
+            .f_handle
+            .get_mut(..self.bytes.len())
+            .ok_or(Errno::ESTALE)?;
+        room.copy_from_slice(&self.bytes);
+        // SAFETY: `mount` is borrowed (open) and `raw` is a live RawHandle whose
+        // `handle_bytes` (at most 128) bytes follow its header, as the kernel reads them.
         let rc = retry_eintr(|| unsafe {
             libc::syscall(
                 libc::SYS_open_by_handle_at,
@@ -92,8 +104,10 @@ impl Handle {
             )
         });
         if rc < 0 {
-            return Err(Errno::last());
+            return Err(trouble::last("open_by_handle_at"));
         }
+        // SAFETY: `rc` was just returned by a successful open_by_handle_at: a new
+        // descriptor nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
     }
 }

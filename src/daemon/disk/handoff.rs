@@ -105,8 +105,6 @@ impl Transfer for DiskFs {
                 }),
             );
         }
-        // As DiskFs::open: modes arrive with the caller's umask applied already.
-        unsafe { libc::umask(0) };
         let fs = DiskFs {
             nodes,
             dev,

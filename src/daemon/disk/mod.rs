@@ -34,6 +34,7 @@ mod namespace;
 mod nodes;
 mod passthrough;
 mod sys;
+mod trouble;
 
 pub use account::scan;
 
@@ -80,6 +81,9 @@ impl DiskFs {
         let shown = backing.display();
         let path = CString::new(backing.as_os_str().as_bytes())
             .map_err(|_| format!("{shown}: NUL in path"))?;
+        // SAFETY: AT_FDCWD is not a descriptor but the kernel's name for the working
+        // directory, valid for the whole process life; this BorrowedFd is only given to
+        // openat (an *at call), which resolves `path` against it, and is never closed.
         let cwd = unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) };
         // Not O_PATH: open_by_handle_at needs a real descriptor of the filesystem.
         let root = sys::openat(cwd, &path, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(|e| {
@@ -107,8 +111,6 @@ impl DiskFs {
                 "{shown} already holds more than the limits: writes and creates fail until space is freed"
             );
         }
-        // Modes arrive with the caller's umask applied; the daemon's must not apply again.
-        unsafe { libc::umask(0) };
         let nodes = Nodes::new(root).map_err(|e| format!("{shown}: {e}"))?;
         log::info!(
             "{shown} holds {} blocks of 4 KiB in {} inodes",

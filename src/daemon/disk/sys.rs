@@ -5,7 +5,16 @@
 //! (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`, `AT_EMPTY_PATH`). xattrs of any file type are
 //! reached through `/proc/self/fd/N` of an `O_PATH` descriptor, which names the inode
 //! itself (a magic link, not a path through the backing tree).
+//!
+//! # Safety
+//! Each wrapper makes one system call in an `unsafe` block whose `SAFETY` comment says
+//! why it is sound. They rest on the same few facts: a `BorrowedFd` is open for at least
+//! the call (the borrow outlives it); a `CStr` is NUL-terminated and outlives the call; a
+//! buffer's pointer and length come from one live slice or `Vec`, so the kernel reads or
+//! writes no more than it holds; a descriptor a call returns is new, and becomes an
+//! `OwnedFd` exactly once.
 
+use super::trouble;
 use crate::daemon::fs::{Errno, Result};
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -15,13 +24,18 @@ pub fn cstr(name: &OsStr) -> Result<CString> {
     CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)
 }
 
-fn check(rc: libc::c_int) -> Result<libc::c_int> {
-    if rc < 0 { Err(Errno::last()) } else { Ok(rc) }
+/// The result of the system call `op`; a failure is noted ([`trouble`]).
+fn check(op: &str, rc: libc::c_int) -> Result<libc::c_int> {
+    if rc < 0 {
+        Err(trouble::last(op))
+    } else {
+        Ok(rc)
+    }
 }
 
-fn check_size(rc: libc::ssize_t) -> Result<usize> {
+fn check_size(op: &str, rc: libc::ssize_t) -> Result<usize> {
     if rc < 0 {
-        Err(Errno::last())
+        Err(trouble::last(op))
     } else {
         Ok(rc as usize)
     }
@@ -39,7 +53,9 @@ fn retry<T>(mut f: impl FnMut() -> Result<T>) -> Result<T> {
 
 pub fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: i32, mode: u32) -> Result<OwnedFd> {
     let fd = retry(|| {
-        check(unsafe {
+        // SAFETY: `dir` is borrowed, so open for the call; `name` is a NUL-terminated CStr
+        // that outlives it.
+        check("openat", unsafe {
             libc::openat(
                 dir.as_raw_fd(),
                 name.as_ptr(),
@@ -48,6 +64,8 @@ pub fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: i32, mode: u32) -> Result
             )
         })
     })?;
+    // SAFETY: `fd` was just returned by a successful openat: a new descriptor nothing else
+    // owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -57,8 +75,11 @@ pub fn open_path(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd> {
 }
 
 pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
+    // SAFETY: libc::stat is plain integers, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    check(unsafe {
+    // SAFETY: `fd` is borrowed (open), the empty path is a static CStr, and `st` is a live,
+    // writable libc::stat.
+    check("fstatat", unsafe {
         libc::fstatat(
             fd.as_raw_fd(),
             c"".as_ptr(),
@@ -70,8 +91,11 @@ pub fn fstat(fd: BorrowedFd<'_>) -> Result<libc::stat> {
 }
 
 pub fn fstatat(dir: BorrowedFd<'_>, name: &CStr) -> Result<libc::stat> {
+    // SAFETY: libc::stat is plain integers, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    check(unsafe {
+    // SAFETY: `dir` is borrowed (open), `name` is a NUL-terminated CStr, and `st` is a
+    // live, writable libc::stat.
+    check("fstatat", unsafe {
         libc::fstatat(
             dir.as_raw_fd(),
             name.as_ptr(),
@@ -83,20 +107,35 @@ pub fn fstatat(dir: BorrowedFd<'_>, name: &CStr) -> Result<libc::stat> {
 }
 
 pub fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> Result<()> {
-    check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
+    // SAFETY: `dir` is borrowed (open) and `name` a NUL-terminated CStr, both for the call.
+    check("mkdirat", unsafe {
+        libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode)
+    })
+    .map(drop)
 }
 
 pub fn mknodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32, rdev: u64) -> Result<()> {
-    check(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, rdev) }).map(drop)
+    // SAFETY: `dir` is borrowed (open) and `name` a NUL-terminated CStr, both for the call.
+    check("mknodat", unsafe {
+        libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, rdev)
+    })
+    .map(drop)
 }
 
 pub fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> Result<()> {
-    check(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) }).map(drop)
+    // SAFETY: `target` and `name` are NUL-terminated CStrs and `dir` is borrowed (open) for
+    // the call.
+    check("symlinkat", unsafe {
+        libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr())
+    })
+    .map(drop)
 }
 
 /// Links the inode behind `fd` (any kind of descriptor) as `name` in `dir`.
 pub fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &CStr) -> Result<()> {
-    check(unsafe {
+    // SAFETY: `fd` and `dir` are borrowed (open), the empty path and `name` are
+    // NUL-terminated CStrs.
+    check("linkat", unsafe {
         libc::linkat(
             fd.as_raw_fd(),
             c"".as_ptr(),
@@ -109,7 +148,11 @@ pub fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &CStr) -> Result<(
 }
 
 pub fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: i32) -> Result<()> {
-    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop)
+    // SAFETY: `dir` is borrowed (open) and `name` a NUL-terminated CStr, both for the call.
+    check("unlinkat", unsafe {
+        libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags)
+    })
+    .map(drop)
 }
 
 pub fn renameat2(
@@ -119,6 +162,8 @@ pub fn renameat2(
     b: &CStr,
     flags: u32,
 ) -> Result<()> {
+    // SAFETY: renameat2 takes two descriptors, both borrowed (open), two NUL-terminated
+    // CStr names and integer flags, the argument order of the system call.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_renameat2,
@@ -129,12 +174,14 @@ pub fn renameat2(
             flags,
         )
     };
-    check(rc as libc::c_int).map(drop)
+    check("renameat2", rc as libc::c_int).map(drop)
 }
 
 pub fn readlink(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
-    let n = check_size(unsafe {
+    // SAFETY: `fd` is borrowed (open), the path is a static empty CStr, and the kernel
+    // writes at most `buf.len()` bytes to `buf`, a live Vec of that length.
+    let n = check_size("readlinkat", unsafe {
         libc::readlinkat(
             fd.as_raw_fd(),
             c"".as_ptr(),
@@ -148,8 +195,10 @@ pub fn readlink(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
 
 pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
     // fchmodat2 (Linux 6.6) takes AT_EMPTY_PATH on O_PATH descriptors.
+    // SAFETY: fchmodat2 (452 on every architecture, as all system calls from 424 on) takes
+    // a borrowed (open) descriptor, a static empty CStr, and integers.
     let rc = unsafe { libc::syscall(452, fd.as_raw_fd(), c"".as_ptr(), mode, libc::AT_EMPTY_PATH) };
-    match check(rc as libc::c_int) {
+    match check("fchmodat2", rc as libc::c_int) {
         Err(e) if e == Errno::ENOSYS => {
             // Older kernels: chmod through the magic link, which names the inode itself.
             // Symlinks have no mode of their own to change.
@@ -157,14 +206,17 @@ pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> Result<()> {
                 return Err(Errno::EOPNOTSUPP);
             }
             let p = proc_fd(fd.as_raw_fd());
-            check(unsafe { libc::chmod(p.as_ptr(), mode) }).map(drop)
+            // SAFETY: `p` is a NUL-terminated CString that outlives the call.
+            check("chmod", unsafe { libc::chmod(p.as_ptr(), mode) }).map(drop)
         }
         r => r.map(drop),
     }
 }
 
 pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
-    check(unsafe {
+    // SAFETY: `fd` is borrowed (open) and the path is a static empty CStr; the ids are
+    // integers.
+    check("fchownat", unsafe {
         libc::fchownat(
             fd.as_raw_fd(),
             c"".as_ptr(),
@@ -177,7 +229,9 @@ pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<()> {
 }
 
 pub fn utimens(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> Result<()> {
-    check(unsafe {
+    // SAFETY: `fd` is borrowed (open), the path is a static empty CStr and `times` points
+    // to the two timespecs the call reads.
+    check("utimensat", unsafe {
         libc::utimensat(
             fd.as_raw_fd(),
             c"".as_ptr(),
@@ -190,7 +244,9 @@ pub fn utimens(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> Result<()> {
 
 pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize> {
     retry(|| {
-        check_size(unsafe {
+        // SAFETY: `fd` is borrowed (open) and the kernel writes at most `buf.len()` bytes
+        // to `buf`, a live `&mut [u8]` of that length.
+        check_size("pread", unsafe {
             libc::pread(
                 fd.as_raw_fd(),
                 buf.as_mut_ptr().cast(),
@@ -203,7 +259,9 @@ pub fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize> {
 
 pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize> {
     retry(|| {
-        check_size(unsafe {
+        // SAFETY: `fd` is borrowed (open) and the kernel reads `buf.len()` bytes from
+        // `buf`, a live slice of that length.
+        check_size("pwrite", unsafe {
             libc::pwrite(
                 fd.as_raw_fd(),
                 buf.as_ptr().cast(),
@@ -215,21 +273,37 @@ pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> Result<usize> {
 }
 
 pub fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> Result<()> {
-    retry(|| check(unsafe { libc::ftruncate(fd.as_raw_fd(), size as i64) }).map(drop))
+    retry(|| {
+        // SAFETY: `fd` is borrowed (open) for the call; the size is an integer.
+        check("ftruncate", unsafe {
+            libc::ftruncate(fd.as_raw_fd(), size as i64)
+        })
+        .map(drop)
+    })
 }
 
 pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> Result<()> {
     retry(|| {
-        check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset as i64, len as i64) }).map(drop)
+        // SAFETY: `fd` is borrowed (open) for the call; the rest are integers.
+        check("fallocate", unsafe {
+            libc::fallocate(fd.as_raw_fd(), mode, offset as i64, len as i64)
+        })
+        .map(drop)
     })
 }
 
 pub fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> Result<i64> {
+    // SAFETY: `fd` is borrowed (open) for the call; the rest are integers.
     let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
-    if r < 0 { Err(Errno::last()) } else { Ok(r) }
+    if r < 0 {
+        Err(trouble::last("lseek"))
+    } else {
+        Ok(r)
+    }
 }
 
 pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> Result<()> {
+    // SAFETY: `fd` is borrowed (open) for the call; fsync and fdatasync take nothing else.
     let rc = unsafe {
         if datasync {
             libc::fdatasync(fd.as_raw_fd())
@@ -237,7 +311,7 @@ pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> Result<()> {
             libc::fsync(fd.as_raw_fd())
         }
     };
-    check(rc).map(drop)
+    check(if datasync { "fdatasync" } else { "fsync" }, rc).map(drop)
 }
 
 pub fn copy_file_range(
@@ -249,15 +323,21 @@ pub fn copy_file_range(
 ) -> Result<usize> {
     let (mut a, mut b) = (off_in as i64, off_out as i64);
     retry(|| {
-        check_size(unsafe {
+        // SAFETY: `i` and `o` are borrowed (open); `a` and `b` are live i64 offsets the
+        // kernel updates; no buffer of ours is read or written.
+        check_size("copy_file_range", unsafe {
             libc::copy_file_range(i.as_raw_fd(), &mut a, o.as_raw_fd(), &mut b, len, 0)
         })
     })
 }
 
 pub fn statvfs(fd: BorrowedFd<'_>) -> Result<libc::statvfs> {
+    // SAFETY: libc::statvfs is plain integers, for which all-zero bytes are a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
+    // SAFETY: `fd` is borrowed (open) and `st` is a live, writable libc::statvfs.
+    check("fstatvfs", unsafe {
+        libc::fstatvfs(fd.as_raw_fd(), &mut st)
+    })?;
     Ok(st)
 }
 
@@ -266,13 +346,17 @@ pub fn statvfs(fd: BorrowedFd<'_>) -> Result<libc::statvfs> {
 pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> Result<OwnedFd> {
     let proc = proc_fd(fd.as_raw_fd());
     let rc = retry(|| {
-        check(unsafe {
+        // SAFETY: `proc` is a NUL-terminated CString that outlives the call; O_CREAT is
+        // cleared, so no mode argument is read.
+        check("open", unsafe {
             libc::open(
                 proc.as_ptr(),
                 (flags | libc::O_CLOEXEC) & !libc::O_NOFOLLOW & !libc::O_CREAT,
             )
         })
     })?;
+    // SAFETY: `rc` was just returned by a successful open: a new descriptor nothing else
+    // owns.
     Ok(unsafe { OwnedFd::from_raw_fd(rc) })
 }
 
@@ -283,11 +367,15 @@ fn proc_fd(fd: RawFd) -> CString {
 pub fn getxattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<Vec<u8>> {
     let p = proc_fd(fd.as_raw_fd());
     loop {
-        let size = check_size(unsafe {
+        // SAFETY: `p` and `name` are NUL-terminated CStrs; with a null buffer and size 0
+        // the kernel writes nothing.
+        let size = check_size("getxattr", unsafe {
             libc::getxattr(p.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0)
         })?;
         let mut buf = vec![0u8; size];
-        match check_size(unsafe {
+        // SAFETY: `p` and `name` are NUL-terminated CStrs, and the kernel writes at most
+        // `size` bytes to `buf`, a live Vec of that length.
+        match check_size("getxattr", unsafe {
             libc::getxattr(p.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), size)
         }) {
             Ok(n) => {
@@ -303,9 +391,17 @@ pub fn getxattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<Vec<u8>> {
 pub fn listxattr(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
     let p = proc_fd(fd.as_raw_fd());
     loop {
-        let size = check_size(unsafe { libc::listxattr(p.as_ptr(), std::ptr::null_mut(), 0) })?;
+        // SAFETY: `p` is a NUL-terminated CString; with a null buffer and size 0 the kernel
+        // writes nothing.
+        let size = check_size("listxattr", unsafe {
+            libc::listxattr(p.as_ptr(), std::ptr::null_mut(), 0)
+        })?;
         let mut buf = vec![0u8; size];
-        match check_size(unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), size) }) {
+        // SAFETY: `p` is a NUL-terminated CString, and the kernel writes at most `size`
+        // bytes to `buf`, a live Vec of that length.
+        match check_size("listxattr", unsafe {
+            libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), size)
+        }) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(buf);
@@ -318,7 +414,9 @@ pub fn listxattr(fd: BorrowedFd<'_>) -> Result<Vec<u8>> {
 
 pub fn setxattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> Result<()> {
     let p = proc_fd(fd.as_raw_fd());
-    check(unsafe {
+    // SAFETY: `p` and `name` are NUL-terminated CStrs, and the kernel reads `value.len()`
+    // bytes from `value`, a live slice.
+    check("setxattr", unsafe {
         libc::setxattr(
             p.as_ptr(),
             name.as_ptr(),
@@ -332,13 +430,19 @@ pub fn setxattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> Re
 
 pub fn removexattr(fd: BorrowedFd<'_>, name: &CStr) -> Result<()> {
     let p = proc_fd(fd.as_raw_fd());
-    check(unsafe { libc::removexattr(p.as_ptr(), name.as_ptr()) }).map(drop)
+    // SAFETY: `p` and `name` are NUL-terminated CStrs that outlive the call.
+    check("removexattr", unsafe {
+        libc::removexattr(p.as_ptr(), name.as_ptr())
+    })
+    .map(drop)
 }
 
 /// Reads directory entries from `fd` starting at `offset` (a `d_off` cookie from an
 /// earlier entry, or 0) into `buf`; returns the bytes filled (0 at the end).
 pub fn getdents(fd: BorrowedFd<'_>, offset: i64, buf: &mut [u8]) -> Result<usize> {
     lseek(fd, offset, libc::SEEK_SET)?;
+    // SAFETY: `fd` is borrowed (open), and the kernel writes at most `buf.len()` bytes to
+    // `buf`, a live `&mut [u8]` of that length.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_getdents64,
@@ -348,7 +452,7 @@ pub fn getdents(fd: BorrowedFd<'_>, offset: i64, buf: &mut [u8]) -> Result<usize
         )
     };
     if rc < 0 {
-        Err(Errno::last())
+        Err(trouble::last("getdents64"))
     } else {
         Ok(rc as usize)
     }
@@ -362,24 +466,24 @@ pub struct RawDirent<'a> {
     pub name: &'a [u8],
 }
 
-/// Parses a `getdents64` buffer.
+/// Parses a `getdents64` buffer: `struct linux_dirent64` records (`d_ino`, `d_off`,
+/// `d_reclen`, `d_type`, the name up to a NUL). A record that does not fit the buffer
+/// (never from the kernel) ends the parse instead of a panic or an endless loop.
 pub fn dirents(buf: &[u8]) -> impl Iterator<Item = RawDirent<'_>> {
-    let mut pos = 0;
+    const HEAD: usize = 19;
+    let mut rest = buf;
     std::iter::from_fn(move || {
-        if pos + 19 > buf.len() {
-            return None;
-        }
-        let ino = u64::from_ne_bytes(buf[pos..pos + 8].try_into().unwrap());
-        let next_offset = i64::from_ne_bytes(buf[pos + 8..pos + 16].try_into().unwrap());
-        let reclen = u16::from_ne_bytes(buf[pos + 16..pos + 18].try_into().unwrap()) as usize;
-        let dtype = buf[pos + 18];
-        let raw = &buf[pos + 19..pos + reclen];
-        let name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
-        pos += reclen;
+        let (head, _) = rest.split_first_chunk::<HEAD>()?;
+        let reclen = usize::from(u16::from_ne_bytes([head[16], head[17]]));
+        let record = rest.get(HEAD..reclen)?;
+        let ino = u64::from_ne_bytes(*head.first_chunk::<8>()?);
+        let next_offset = i64::from_ne_bytes(*head[8..].first_chunk::<8>()?);
+        let name = record.split(|&b| b == 0).next().unwrap_or(record);
+        rest = &rest[reclen..];
         Some(RawDirent {
             ino,
             next_offset,
-            dtype,
+            dtype: head[18],
             name,
         })
     })
@@ -424,22 +528,63 @@ pub fn extents(fd: BorrowedFd<'_>, from: u64, to: u64) -> Result<Vec<(u64, u64)>
             reserved: 0,
             extents: [Extent::default(); BATCH],
         };
+        // SAFETY: `fd` is borrowed (open) and `m` is a live, writable Fiemap laid out as
+        // the kernel's `struct fiemap` (repr(C), 32-byte header, `count` 56-byte extents),
+        // so the kernel writes no more than it holds.
         if unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FIEMAP, &mut m as *mut Fiemap) } < 0 {
-            let e = Errno::last();
+            let e = trouble::last("FIEMAP");
             return Err(if e.0 == libc::ENOTTY {
                 Errno::EOPNOTSUPP
             } else {
                 e
             });
         }
-        let found = &m.extents[..m.mapped as usize];
+        // The kernel fills at most `count` extents; anything else ends the walk.
+        let found = m.extents.get(..m.mapped as usize).unwrap_or_default();
+        let end = |e: &Extent| e.logical.saturating_add(e.length);
         for e in found {
-            ranges.push((e.logical.max(from), (e.logical + e.length).min(to)));
+            ranges.push((e.logical.max(from), end(e).min(to)));
         }
         match found.last() {
-            Some(last) if last.flags & FIEMAP_EXTENT_LAST == 0 => pos = last.logical + last.length,
+            Some(last) if last.flags & FIEMAP_EXTENT_LAST == 0 && end(last) > pos => {
+                pos = end(last)
+            }
             _ => break,
         }
     }
     Ok(ranges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(ino: u64, off: i64, reclen: u16, name: &[u8]) -> Vec<u8> {
+        let mut r = Vec::new();
+        r.extend_from_slice(&ino.to_ne_bytes());
+        r.extend_from_slice(&off.to_ne_bytes());
+        r.extend_from_slice(&reclen.to_ne_bytes());
+        r.push(libc::DT_REG);
+        r.extend_from_slice(name);
+        r.resize(r.len().max(usize::from(reclen)), 0);
+        r
+    }
+
+    #[test]
+    fn dirents_parse_records_and_stop_at_a_broken_one() {
+        let mut buf = record(7, 1, 24, b"ab\0");
+        buf.extend(record(8, 2, 32, b"longer\0"));
+        let got: Vec<_> = dirents(&buf)
+            .map(|e| (e.ino, e.next_offset, e.name))
+            .collect();
+        assert_eq!(got, [(7, 1, &b"ab"[..]), (8, 2, &b"longer"[..])]);
+        // A record length of 0, one shorter than a header, one past the end: no panic,
+        // no endless loop, the records before it are still read.
+        for bad in [0u16, 10, 200] {
+            let mut b = record(7, 1, 24, b"ab\0");
+            b.extend(record(9, 3, bad, b"x\0"));
+            b.truncate(24 + 24);
+            assert_eq!(dirents(&b).count(), 1, "reclen {bad}");
+        }
+    }
 }

@@ -50,6 +50,7 @@ errnos!(
     ELOOP,
     EROFS,
     ETXTBSY,
+    ENOMEM,
 );
 
 impl Errno {

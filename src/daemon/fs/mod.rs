@@ -23,6 +23,7 @@ pub mod creds;
 mod errno;
 pub mod killpriv;
 pub mod names;
+pub mod ratelimit;
 pub mod usage;
 
 pub use attr::*;

@@ -6,7 +6,7 @@
 //! answers from the counters with no walk.
 
 use super::{BLOCK_SIZE, StatFs};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// Limits and usage of one volume.
 #[derive(Debug)]
@@ -82,8 +82,8 @@ impl Usage {
 
     pub fn release_blocks(&self, n: u64) {
         if n > 0 {
-            release(&self.blocks, n);
-            self.released.fetch_add(n, Relaxed);
+            let given_back = release(&self.blocks, n, "blocks");
+            self.released.fetch_add(given_back, Relaxed);
         }
     }
 
@@ -104,7 +104,7 @@ impl Usage {
     }
 
     pub fn release_inode(&self) {
-        release(&self.inodes, 1);
+        release(&self.inodes, 1, "inodes");
     }
 
     /// Counts already present on a volume that is served again (they may exceed the
@@ -212,9 +212,21 @@ fn reserve(counter: &AtomicU64, limit: u64, want: u64, exact: bool) -> u64 {
     granted
 }
 
-fn release(counter: &AtomicU64, n: u64) {
-    let prev = counter.fetch_sub(n, Relaxed);
-    debug_assert!(prev >= n, "usage released more than it held ({prev} < {n})");
+/// Gives back `n` of `counter` and returns how many it held of them. Releasing more than
+/// is held is a bug elsewhere (something freed twice): the counter stops at 0 rather than
+/// wrapping to a volume that is full forever, and the first time it is logged.
+fn release(counter: &AtomicU64, n: u64, what: &str) -> u64 {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    let prev = counter
+        .fetch_update(Relaxed, Relaxed, |used| Some(used.saturating_sub(n)))
+        .unwrap_or_else(|used| used); // never None: the closure always answers
+    if prev < n && !LOGGED.swap(true, Relaxed) {
+        log::error!(
+            "usage: {n} {what} released while {prev} were held (a double release); \
+             counted as {prev}, the counter stays at 0 (logged once)"
+        );
+    }
+    prev.min(n)
 }
 
 #[cfg(test)]
@@ -247,6 +259,32 @@ mod tests {
         u.release_blocks(5);
         assert_eq!(u.reserve_blocks_upto(5), 2, "data below the limit only");
         assert_eq!(u.statfs().blocks_free, 0);
+    }
+
+    /// A release of more than is held (a double release, a bug elsewhere) stops the
+    /// counters at 0: they never wrap to a volume that reports itself full forever. No
+    /// debug assertion guards this, so the test checks what a release build does.
+    #[test]
+    fn releasing_more_than_held_stops_at_zero() {
+        let u = Usage::new(10 * BLOCK_SIZE, 5);
+        assert!(u.reserve_blocks(3) && u.reserve_inode());
+        u.release_blocks(3);
+        u.release_blocks(3);
+        u.release_inode();
+        u.release_inode();
+        assert_eq!((u.blocks_used(), u.inodes_used()), (0, 0));
+        assert_eq!(
+            u.released_total(),
+            3,
+            "only what was held counts as released"
+        );
+        let s = u.statfs();
+        assert_eq!(
+            (s.blocks_free, s.files_free),
+            (10, 5),
+            "the volume is empty"
+        );
+        assert!(u.reserve_blocks(10) && u.reserve_inode(), "and fills again");
     }
 
     #[test]

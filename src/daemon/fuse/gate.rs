@@ -124,7 +124,12 @@ fn wake(mountpoint: PathBuf, outstanding: Arc<AtomicUsize>) {
             let Ok(c) = std::ffi::CString::new(mountpoint.as_os_str().as_bytes()) else {
                 return;
             };
+            // SAFETY: libc::statvfs is plain integers, for which all-zero bytes are a valid
+            // value.
             let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+            // SAFETY: `c` is a NUL-terminated CString and `st` a live, writable statvfs,
+            // both outliving the call (whose answer is not needed: it only wakes a request
+            // thread).
             unsafe { libc::statvfs(c.as_ptr(), &mut st) };
             outstanding.fetch_sub(1, Relaxed);
         });

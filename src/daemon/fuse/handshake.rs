@@ -90,6 +90,8 @@ impl Negotiated {
 pub fn read_init(device: &OwnedFd) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 8192];
     loop {
+        // SAFETY: `device` is an open descriptor we own, and the kernel writes at most
+        // `buf.len()` bytes to `buf`, a live Vec of that length.
         let n = unsafe { libc::read(device.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         if n >= 0 {
             buf.truncate(n as usize);
@@ -124,9 +126,12 @@ pub fn session_on<B: Backend>(
 ) -> io::Result<(Session<Adapter<B>>, Vec<u8>)> {
     let mut pair = [0; 2];
     let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
+    // SAFETY: socketpair writes two descriptors to `pair`, a live array of two c_ints.
     if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, pair.as_mut_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: `pair` holds the two new descriptors of the successful socketpair above, each
+    // owned by nothing else and wrapped once.
     let (ours, fusers) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
     send(&ours, init)?;
     let mut cfg = Config::default();
@@ -134,6 +139,8 @@ pub fn session_on<B: Backend>(
     cfg.clone_fd = true;
     let session = Session::from_fd(adapter, fusers, SessionACL::All, cfg)?;
     let mut reply = vec![0u8; 4096];
+    // SAFETY: `ours` is open for the call, and the kernel writes at most `reply.len()`
+    // bytes to `reply`, a live Vec of that length.
     let n = unsafe {
         libc::recv(
             ours.as_raw_fd(),
@@ -155,6 +162,10 @@ pub fn session_on<B: Backend>(
 /// Step 4: the real connection on the descriptor number the session reads.
 pub fn attach<B: Backend>(session: &Session<Adapter<B>>, device: &OwnedFd) -> io::Result<()> {
     let target = session.as_fd().as_raw_fd();
+    // SAFETY: Both are open descriptors: `device` ours, `target` the session's own, which
+    // it keeps open. dup3 makes `target` refer to the connection in one step, before the
+    // session runs, so no thread of the session uses that number meanwhile (I/O safety: the
+    // session still owns it, now naming the real connection).
     if unsafe { libc::dup3(device.as_raw_fd(), target, libc::O_CLOEXEC) } < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -163,6 +174,8 @@ pub fn attach<B: Backend>(session: &Session<Adapter<B>>, device: &OwnedFd) -> io
 
 /// Writes one whole message (a request to fuser's end, a reply to the kernel).
 pub fn send(fd: &OwnedFd, data: &[u8]) -> io::Result<()> {
+    // SAFETY: `fd` is open (borrowed through `&OwnedFd`), and the kernel reads `data.len()`
+    // bytes from `data`, a live slice.
     let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
     if n == data.len() as isize {
         Ok(())

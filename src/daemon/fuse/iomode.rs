@@ -311,6 +311,8 @@ fn chosen(mode: Mode, keep_cache: bool, backing: Option<u32>) -> Chosen {
 }
 
 fn close_backing(device: &OwnedFd, id: u32) {
+    // SAFETY: FUSE_DEV_IOC_BACKING_CLOSE reads one u32 from the pointer, and `id` is a live
+    // u32; `device` is the open connection the id belongs to.
     let r = unsafe { libc::ioctl(device.as_fd().as_raw_fd(), BACKING_CLOSE, &id) };
     if r != 0 {
         log::warn!(

@@ -284,6 +284,12 @@ impl<B: Backend> Filesystem for Adapter<B> {
             None => reply.opened(FileHandle(fh), c.flags),
             Some(id) => {
                 // Not closed here: the id is the inode's until its last release.
+                // SAFETY: fuser's contract: `id` is open and belongs to this connection
+                // (`IoModes` opened it on it, or a predecessor did and handed it on), and
+                // it is not closed while the BackingId lives: `IoModes` closes an id only
+                // at its inode's last RELEASE, and this open is counted before its reply,
+                // which is sent just below; `into_raw` then takes the id back without
+                // closing it.
                 let id = unsafe { reply.wrap_backing(id) };
                 reply.opened_passthrough(FileHandle(fh), c.flags, &id);
                 id.into_raw();
@@ -418,22 +424,34 @@ impl<B: Backend> Filesystem for Adapter<B> {
     ) {
         let _pass = self.gate.pass();
         let r = self.guard("readdirplus", |b| {
+            // An entry without attributes (a backend bug) ends this reply before it; if
+            // it is the first, the listing fails with EIO rather than ending early.
+            let (mut added, mut bare) = (0, false);
             let mut add = |e: &DirEntry<'_>| {
-                let a = e
-                    .attr
-                    .as_ref()
-                    .map(attr)
-                    .expect("readdirplus entries carry attributes");
-                !reply.add(
+                let Some(a) = e.attr.as_ref().map(attr) else {
+                    bare = true;
+                    return false;
+                };
+                let full = reply.add(
                     INodeNo(e.ino),
                     e.next_offset,
                     e.name,
                     &TTL,
                     &a,
                     Generation(0),
-                )
+                );
+                added += usize::from(!full);
+                !full
             };
-            b.readdir(ino.0, fh.0, offset, true, &mut add)
+            b.readdir(ino.0, fh.0, offset, true, &mut add)?;
+            if bare && added == 0 {
+                log::error!(
+                    "readdirplus of inode {}: an entry without attributes",
+                    ino.0
+                );
+                return Err(crate::daemon::fs::Errno::EIO);
+            }
+            Ok(())
         });
         answer!(reply, r, |()| reply.ok())
     }
@@ -545,6 +563,12 @@ impl<B: Backend> Filesystem for Adapter<B> {
         answer!(reply, r, |(a, fh, c)| match c.backing {
             None => reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), c.flags),
             Some(id) => {
+                // SAFETY: fuser's contract: `id` is open and belongs to this connection
+                // (`IoModes` opened it on it, or a predecessor did and handed it on), and
+                // it is not closed while the BackingId lives: `IoModes` closes an id only
+                // at its inode's last RELEASE, and this open is counted before its reply,
+                // which is sent just below; `into_raw` then takes the id back without
+                // closing it.
                 let id = unsafe { reply.wrap_backing(id) };
                 let (fh, a) = (FileHandle(fh), attr(&a));
                 reply.created_passthrough(&TTL, &a, Generation(0), fh, c.flags, &id);

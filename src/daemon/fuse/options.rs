@@ -43,6 +43,7 @@ pub fn mount<B: Backend>(
     mountpoint: &Path,
     threads: usize,
 ) -> io::Result<Mounted<B>> {
+    // SAFETY: open reads a static NUL-terminated path and takes integer flags.
     let dev = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if dev < 0 {
         return Err(io::Error::other(format!(
@@ -50,10 +51,14 @@ pub fn mount<B: Backend>(
             io::Error::last_os_error()
         )));
     }
+    // SAFETY: `dev` was just returned by a successful open: a new descriptor nothing else
+    // owns.
     let device = unsafe { OwnedFd::from_raw_fd(dev) };
     let data = format!(
         "fd={dev},rootmode=40000,user_id={},group_id={},default_permissions,allow_other",
+        // SAFETY: geteuid takes nothing and cannot fail.
         unsafe { libc::geteuid() },
+        // SAFETY: getegid takes nothing and cannot fail.
         unsafe { libc::getegid() }
     );
     let source = format!("emptydirfs-{}", backend.medium());

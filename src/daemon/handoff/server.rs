@@ -181,6 +181,9 @@ fn hand_off<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd, hello: &str) {
         Ok(()) => {
             log::info!("the successor serves the volume now; exiting");
             // No destructor, no unmount: the connection is the successor's.
+            // SAFETY: _exit ends the process at once, without destructors or atexit
+            // handlers, deliberately: the connection and the mount are the successor's now,
+            // and nothing of ours may unmount or close them; no memory is touched.
             unsafe { libc::_exit(0) };
         }
         Err(why) => {
@@ -265,6 +268,7 @@ fn offer<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd) -> Result<(), String> {
 /// A memfd holding `data`, sealed so that it cannot change once sent.
 fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
     use std::os::unix::fs::FileExt;
+    // SAFETY: memfd_create reads a static NUL-terminated name and takes integer flags.
     let fd = unsafe {
         libc::memfd_create(
             c"emptydirfs-state".as_ptr(),
@@ -274,9 +278,12 @@ fn sealed_memfd(data: &[u8]) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: `fd` was just returned by a successful memfd_create: a new descriptor nothing
+    // else owns.
     let file = unsafe { std::fs::File::from_raw_fd(fd) };
     file.write_all_at(data, 0)?;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: F_ADD_SEALS takes an integer; the memfd is open (`file` owns it).
     if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
         return Err(io::Error::last_os_error());
     }

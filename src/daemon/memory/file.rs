@@ -265,17 +265,20 @@ impl FileData {
     }
 
     /// Sets the size; shrinking frees the blocks past it and zeroes the tail of the last.
-    pub fn truncate(&mut self, size: u64, usage: &Usage, store: &Store) {
+    /// EIO if that tail cannot be zeroed: the size is then left as it was, so the old
+    /// bytes are never shown as part of the file.
+    pub fn truncate(&mut self, size: u64, usage: &Usage, store: &Store) -> Result<()> {
         if size < self.size {
-            let dropped = self.blocks.split_off(&size.div_ceil(BLOCK_SIZE));
-            Self::drop_blocks(dropped.into_values(), usage, store);
             self.zero_within(
                 size,
                 self.size.min(size.next_multiple_of(BLOCK_SIZE)),
                 store,
-            );
+            )?;
+            let dropped = self.blocks.split_off(&size.div_ceil(BLOCK_SIZE));
+            Self::drop_blocks(dropped.into_values(), usage, store);
         }
         self.size = size;
+        Ok(())
     }
 
     /// Releases removed blocks and gives their slots back to the store.
@@ -287,29 +290,30 @@ impl FileData {
     }
 
     /// Zeroes bytes `[from, to)`, which lie within one block.
-    fn zero_within(&mut self, from: u64, to: u64, store: &Store) {
+    fn zero_within(&mut self, from: u64, to: u64, store: &Store) -> Result<()> {
         if from >= to {
-            return;
+            return Ok(());
         }
         let idx = from / BLOCK_SIZE;
         debug_assert_eq!(idx, (to - 1) / BLOCK_SIZE);
-        if let Some(Some(slot)) = self.blocks.get(&idx) {
-            store.punch(slot * BLOCK_SIZE + from % BLOCK_SIZE, to - from);
+        match self.blocks.get(&idx) {
+            Some(Some(slot)) => store.zero(slot * BLOCK_SIZE + from % BLOCK_SIZE, to - from),
+            _ => Ok(()),
         }
     }
 
     /// Zeroes the partial blocks at the edges of `[offset, end)` and returns the range
     /// of whole blocks inside it.
-    fn zero_edges(&mut self, offset: u64, end: u64, store: &Store) -> std::ops::Range<u64> {
+    fn zero_edges(&mut self, offset: u64, end: u64, store: &Store) -> Result<std::ops::Range<u64>> {
         let first_whole = offset.div_ceil(BLOCK_SIZE);
         let end_whole = end / BLOCK_SIZE;
         if first_whole > end_whole {
-            self.zero_within(offset, end, store); // within one block
-            return first_whole..first_whole;
+            self.zero_within(offset, end, store)?; // within one block
+            return Ok(first_whole..first_whole);
         }
-        self.zero_within(offset, first_whole * BLOCK_SIZE, store);
-        self.zero_within(end_whole * BLOCK_SIZE, end, store);
-        first_whole..end_whole
+        self.zero_within(offset, first_whole * BLOCK_SIZE, store)?;
+        self.zero_within(end_whole * BLOCK_SIZE, end, store)?;
+        Ok(first_whole..end_whole)
     }
 
     /// FALLOC_FL_PUNCH_HOLE: frees whole blocks inside the range, zeroes partial ones.
@@ -321,7 +325,7 @@ impl FileData {
         store: &Store,
     ) -> Result<()> {
         let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
-        let whole = self.zero_edges(offset, end, store);
+        let whole = self.zero_edges(offset, end, store)?;
         let doomed: Vec<u64> = self.blocks.range(whole).map(|(&i, _)| i).collect();
         let removed = doomed.iter().map(|i| self.blocks.remove(i).flatten());
         Self::drop_blocks(removed.collect::<Vec<_>>().into_iter(), usage, store);
@@ -375,7 +379,7 @@ impl FileData {
     ) -> Result<()> {
         let end = Self::checked_end(offset, len)?;
         self.reserve_range(offset, end, usage)?;
-        let whole = self.zero_edges(offset, end, store);
+        let whole = self.zero_edges(offset, end, store)?;
         // Frees the memory, keeps the allocation.
         let mut slots: Vec<Slot> = self
             .blocks
@@ -473,10 +477,10 @@ mod tests {
         );
         assert_eq!(f.write(3 * B, b"x", &u, &s), Err(Errno::ENOSPC));
         assert_eq!(u.blocks_used(), 3);
-        f.truncate(B + 1, &u, &s);
+        f.truncate(B + 1, &u, &s).unwrap();
         assert_eq!(u.blocks_used(), 2);
         assert_eq!(read(&f, B, 10, &s), [1]);
-        f.truncate(3 * B, &u, &s);
+        f.truncate(3 * B, &u, &s).unwrap();
         assert_eq!(read(&f, B, 3, &s), [1, 0, 0]);
     }
 
@@ -523,7 +527,7 @@ mod tests {
         );
         assert_eq!(f.blocks.get(&2), Some(&None), "unwritten again");
         assert_eq!(s.held_bytes(), 2 * B, "block 3's bytes are gone");
-        f.truncate(4 * B, &u, &s);
+        f.truncate(4 * B, &u, &s).unwrap();
         assert!(read(&f, 2 * B, 2 * B as usize, &s).iter().all(|&b| b == 0));
     }
 
@@ -534,10 +538,10 @@ mod tests {
         let mut a = FileData::default();
         a.write(0, &vec![9; 8 * B as usize], &u, &s).unwrap();
         assert_eq!(s.held_bytes(), 8 * B);
-        a.truncate(B + 10, &u, &s);
+        a.truncate(B + 10, &u, &s).unwrap();
         assert_eq!(s.held_bytes(), 2 * B, "the dropped blocks' memory is back");
         // Growing again shows zeros past the old end, in the kept block and beyond.
-        a.truncate(3 * B, &u, &s);
+        a.truncate(3 * B, &u, &s).unwrap();
         assert_eq!(read(&a, B + 8, 4, &s), [9, 9, 0, 0]);
         assert!(read(&a, 2 * B, B as usize, &s).iter().all(|&b| b == 0));
         // Another file's partial writes into reused slots see no trace of file a.
@@ -550,5 +554,21 @@ mod tests {
         assert_eq!((got[5], got[3 * B as usize + 1]), (b'x', b'y'));
         b.clear(&u, &s);
         assert_eq!((s.held_bytes(), u.blocks_used()), (0, 0));
+    }
+
+    #[test]
+    fn a_tail_that_cannot_be_zeroed_fails_the_truncate_and_shows_nothing_old() {
+        let s = crate::daemon::memory::store::tests::sealable();
+        let u = Usage::new(1 << 20, 10);
+        let mut f = FileData::default();
+        f.write(0, &vec![9; 2 * B as usize], &u, &s).unwrap();
+        crate::daemon::memory::store::tests::refuse_writes(&s);
+        assert_eq!(f.truncate(10, &u, &s), Err(Errno::EIO));
+        assert_eq!((f.size(), u.blocks_used()), (2 * B, 2), "nothing changed");
+        assert_eq!(f.punch_hole(10, B, &u, &s), Err(Errno::EIO));
+        assert_eq!(read(&f, 8, 4, &s), [9, 9, 9, 9]);
+        // Whole blocks need no zeroing of a tail: they go, their slots are kept aside.
+        f.truncate(B, &u, &s).unwrap();
+        assert_eq!((f.size(), u.blocks_used()), (B, 1));
     }
 }

@@ -13,10 +13,11 @@
 use super::dir::Dir;
 use super::file::FileData;
 use super::xattr::Xattrs;
+use crate::daemon::fs::ratelimit::RateLimit;
 use crate::daemon::fs::{Attr, FileKind, Ino};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Symlinks up to this length are stored inline and take no block, as in tmpfs.
 pub const SHORT_SYMLINK: usize = 128;
@@ -65,6 +66,24 @@ pub struct Inode {
     pub released: AtomicBool,
     body: RwLock<Body>,
     meta: Mutex<Meta>,
+}
+
+/// Takes `n` from a count (`lookups`, `opens`) in one atomic update that stops at 0, and
+/// returns what it held before. Less than `n` means a count went wrong elsewhere (the
+/// kernel forgot more than it was given, a release without an open): logged, at most
+/// once per 10 s, and the count stays at 0 rather than wrapping to an inode that is
+/// never freed.
+pub fn take_away(count: &AtomicU64, n: u64, what: &str, ino: Ino) -> u64 {
+    static MISCOUNTED: RateLimit = RateLimit::new(Duration::from_secs(10));
+    let prev = match count.fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_sub(n))) {
+        Ok(prev) | Err(prev) => prev,
+    };
+    if prev < n
+        && let Some(more) = MISCOUNTED.admit_now()
+    {
+        log::error!("inode {ino}: {n} {what} taken away while it held {prev}{more}");
+    }
+    prev
 }
 
 /// Locks ignore poisoning: a handler that panicked answered EIO, and the data it guarded

@@ -49,7 +49,7 @@ impl MemoryFs {
                         return Err(Errno::EFBIG);
                     }
                     resized = size != f.size();
-                    f.truncate(size, &self.usage, &self.store);
+                    f.truncate(size, &self.usage, &self.store)?;
                 }
                 Body::Dir(_) => return Err(Errno::EISDIR),
                 _ => return Err(Errno::EINVAL),

@@ -25,6 +25,8 @@ const TRIM_THRESHOLD: i32 = 128 << 10;
 
 /// Starts the reclaimer thread of `fs` and fixes glibc's trim threshold.
 pub fn spawn_reclaimer(fs: &Arc<MemoryFs>) -> std::io::Result<()> {
+    // SAFETY: mallopt takes two integers; it runs as the daemon starts, before any request
+    // thread allocates (glibc wants its tunables set before other threads use malloc).
     unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) };
     let weak: Weak<MemoryFs> = Arc::downgrade(fs);
     let mut trimmed_at = fs.usage.released_total();
@@ -39,6 +41,8 @@ pub fn spawn_reclaimer(fs: &Arc<MemoryFs>) -> std::io::Result<()> {
                 if released - trimmed_at >= TRIM_AFTER_BLOCKS {
                     trimmed_at = released;
                     let t = std::time::Instant::now();
+                    // SAFETY: malloc_trim takes an integer and locks each arena as it trims
+                    // it, so it is safe beside allocating threads.
                     unsafe { libc::malloc_trim(0) };
                     log::debug!(
                         "malloc_trim after {released} released blocks took {:?}",

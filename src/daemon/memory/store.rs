@@ -13,6 +13,9 @@
 //! like tmpfs pages, but not part of its `VmRSS` (it is never mapped). What a volume
 //! holds is [`Store::held_bytes`], and `scripts/bench.sh` adds it to the RSS it reports.
 //!
+//! The memfd is sealed against shrinking ([`seal`]): it is mapped, by this daemon and
+//! by each successor it is handed to, and a truncate would make the mapping fault.
+//!
 //! The daemon maps the memfd once: reads and overwrites of pages already written are
 //! plain copies through the mapping (no system call per request); fresh slots are filled
 //! with `pwrite`. Pages the daemon touched through the mapping show in its `RssShmem`.
@@ -20,11 +23,13 @@
 //! enough: at most the volume's size is in use at once. A volume too large to map
 //! (over 32 TiB) uses `pread`/`pwrite` only.
 //!
-//! Invariants: a slot not handed out is a hole in the memfd (it reads as zeros), so a
-//! newly allocated slot needs no zeroing, and a partial `pwrite` into it leaves zeros
+//! Invariants: a slot not handed out reads as zeros (a hole in the memfd, or zeros
+//! written over it if the kernel ever refused the punch), so a newly allocated slot
+//! needs no zeroing, and a partial `pwrite` into it leaves zeros
 //! around the data. A slot belongs to at most one block of one file; callers hold that
 //! file's body lock while they read or write its slots. `slots` is a leaf lock.
 
+use crate::daemon::fs::ratelimit::RateLimit;
 use crate::daemon::fs::{BLOCK_SIZE, Errno, Result};
 use crate::daemon::state::FdTable;
 use crate::daemon::state::{Reader, Refused, Writer};
@@ -34,6 +39,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Index of a 4 KiB slot in the store.
 pub type Slot = u64;
@@ -64,6 +70,55 @@ struct FreeSlots {
     top: Slot,
 }
 
+/// At most one line per this long for each kind of data-file failure.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Seals the data file against shrinking, and against any further seal. It is mapped
+/// (by this daemon and by every successor it is handed to), and a truncate by anyone
+/// holding it would turn an access of the mapping past the new end into SIGBUS. What the
+/// store does stays allowed: punching holes (`KEEP_SIZE`), growing (`set_len` of a new
+/// store, an unmapped store's writes past the end), writing. `F_SEAL_SEAL` keeps anyone
+/// from adding a seal that would forbid those (`F_SEAL_WRITE`, `F_SEAL_GROW`).
+fn seal(file: &File) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GET_SEALS takes no argument; `fd` is the open memfd `file` owns.
+    let have = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    if have < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if have & libc::F_SEAL_SHRINK != 0 {
+        return Ok(());
+    }
+    // SAFETY: F_ADD_SEALS takes an integer; `fd` is the open memfd `file` owns.
+    if unsafe {
+        libc::fcntl(
+            fd,
+            libc::F_ADD_SEALS,
+            libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL,
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `FALLOC_FL_PUNCH_HOLE` of `len` bytes at `offset` (the size stays).
+fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    let (offset, len) = match (i64::try_from(offset), i64::try_from(len)) {
+        (Ok(o), Ok(l)) => (o, l),
+        _ => return Err(io::Error::from_raw_os_error(libc::EFBIG)),
+    };
+    // SAFETY: `file` is open for the call and fallocate takes only integers besides it.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Errors of the data file as the errno a writer or reader should see.
 fn errno(e: io::Error) -> Errno {
     match e.raw_os_error() {
@@ -75,11 +130,16 @@ fn errno(e: io::Error) -> Errno {
 impl Store {
     /// The data file of a volume that holds at most `size` bytes of file data.
     pub fn new(size: u64) -> io::Result<Store> {
-        let fd = unsafe { libc::memfd_create(c"emptydirfs-memory".as_ptr(), libc::MFD_CLOEXEC) };
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+        // SAFETY: memfd_create reads a static NUL-terminated name and takes integer flags.
+        let fd = unsafe { libc::memfd_create(c"emptydirfs-memory".as_ptr(), flags) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: `fd` was just returned by a successful memfd_create: a new descriptor
+        // nothing else owns.
         let file = unsafe { File::from_raw_fd(fd) };
+        seal(&file)?;
         let len = size
             .saturating_mul(2)
             .next_multiple_of(MAP_UNIT)
@@ -103,6 +163,11 @@ impl Store {
     fn mapped_file(file: File, len: u64, slots: FreeSlots) -> Store {
         let prot = libc::PROT_READ | libc::PROT_WRITE;
         let flags = libc::MAP_SHARED | libc::MAP_NORESERVE;
+        // SAFETY: A new shared mapping of `len` bytes of the open memfd at offset 0, at an
+        // address the kernel chooses (no existing memory is replaced); MAP_FAILED is
+        // checked below. Every caller has made the file at least `len` bytes long (`new`
+        // sets it, `read_state` checks it), and it is sealed against shrinking, so no
+        // access within the mapping can fault past the end.
         let addr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -178,6 +243,11 @@ impl Store {
                 slots: Mutex::new(slots),
             });
         }
+        if let Err(e) = seal(&file) {
+            // A predecessor's memfd made without MFD_ALLOW_SEALING (before sealing was
+            // added): served as it is; nothing but the daemons holds it.
+            log::warn!("the volume's data file cannot be sealed against shrinking: {e}");
+        }
         let len = file.metadata().map_err(|e| e.to_string())?.len();
         if len != cap * BLOCK_SIZE {
             return Err(format!(
@@ -244,7 +314,9 @@ impl Store {
         }
     }
 
-    /// Gives slots back: their memory is punched out of the data file at once.
+    /// Gives slots back: their memory is punched out of the data file at once. A run that
+    /// cannot be zeroed (see [`Store::zero`]) is never handed out again, since it may
+    /// still hold a file's old bytes.
     pub fn free(&self, slots: &mut [Slot]) {
         if slots.is_empty() {
             return;
@@ -257,9 +329,7 @@ impl Store {
                 _ => runs.push((slot, 1)),
             }
         }
-        for &(start, len) in &runs {
-            self.punch(start * BLOCK_SIZE, len * BLOCK_SIZE);
-        }
+        runs.retain(|&(start, len)| self.zero(start * BLOCK_SIZE, len * BLOCK_SIZE).is_ok());
         let mut s = self.lock();
         for (start, len) in runs {
             s.insert(start, len);
@@ -270,18 +340,41 @@ impl Store {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Zeroes `len` bytes at byte `offset` of the data file (whole pages are freed).
-    pub fn punch(&self, offset: u64, len: u64) {
-        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), mode, offset as i64, len as i64) };
-        // Punching a range of a memfd we own cannot fail short of a kernel bug; if it ever
-        // did, the slot would keep stale bytes a later partial write could expose.
-        assert_eq!(
-            rc,
-            0,
-            "punching the memory volume's data file: {}",
-            io::Error::last_os_error()
-        );
+    /// Zeroes `len` bytes at byte `offset` of the data file: punched out (whole pages are
+    /// freed), or, should the kernel refuse that, overwritten with zeros (the memory stays
+    /// held). Punching a memfd we own fails only on a kernel bug or a seal we never set;
+    /// if neither works the bytes may still be a file's old data: EIO, logged (never a
+    /// panic in the request path).
+    pub fn zero(&self, offset: u64, len: u64) -> Result<()> {
+        static PUNCH: RateLimit = RateLimit::new(LOG_INTERVAL);
+        static WRITE: RateLimit = RateLimit::new(LOG_INTERVAL);
+        let punched = punch_hole(&self.file, offset, len);
+        let Err(e) = punched else {
+            return Ok(());
+        };
+        if let Some(more) = PUNCH.admit_now() {
+            log::error!(
+                "punching {len} bytes at {offset} out of the memory volume's data file: {e}; \
+                 writing zeros instead{more}"
+            );
+        }
+        let zeros = [0u8; 64 << 10];
+        let mut at = offset;
+        let end = offset.saturating_add(len);
+        while at < end {
+            let n = (end - at).min(zeros.len() as u64) as usize;
+            if let Err(e) = self.file.write_all_at(&zeros[..n], at) {
+                if let Some(more) = WRITE.admit_now() {
+                    log::error!(
+                        "zeroing {len} bytes at {offset} of the memory volume's data file: \
+                         {e}; answered EIO{more}"
+                    );
+                }
+                return Err(Errno::EIO);
+            }
+            at += n as u64;
+        }
+        Ok(())
     }
 
     /// Overwrites `data` at byte `offset` of slots already written: a copy through the
@@ -289,6 +382,12 @@ impl Store {
     pub fn overwrite_at(&self, data: &[u8], offset: u64) -> Result<()> {
         match self.mapped(offset, data.len()) {
             Some(p) => {
+                // SAFETY: `mapped` checked that `[offset, offset + len)` lies inside the
+                // live mapping (which `self` keeps until its Drop), so `p` is valid for
+                // `data.len()` writes; `data` is a caller's slice, never memory of the
+                // mapping, so they do not overlap. No other thread touches these bytes
+                // meanwhile: a slot belongs to one block of one file, and the caller holds
+                // that file's body lock for writing.
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
                 Ok(())
             }
@@ -312,6 +411,10 @@ impl Store {
     /// Fills `out` from byte `offset` of the data file.
     pub fn read_at(&self, mut out: &mut [u8], mut offset: u64) -> Result<()> {
         if let Some(p) = self.mapped(offset, out.len()) {
+            // SAFETY: `mapped` checked that `[offset, offset + len)` lies inside the live
+            // mapping (kept until Drop), so `p` is valid for `out.len()` reads, and `out`
+            // is a distinct, writable slice of that length. No thread writes these bytes
+            // meanwhile: the caller holds the file's body lock.
             unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
             return Ok(());
         }
@@ -342,6 +445,9 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         if self.map != 0 {
+            // SAFETY: `map` and `cap * BLOCK_SIZE` are the address and length `mapped_file`
+            // mapped (its length is a whole number of blocks), and no reference into the
+            // mapping outlives `self`: data is only ever copied in and out.
             unsafe {
                 libc::munmap(
                     self.map as *mut libc::c_void,
@@ -386,52 +492,4 @@ impl FreeSlots {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn alloc(s: &Store, n: u64) -> Vec<(Slot, u64)> {
-        let mut v = Vec::new();
-        s.alloc(n, &mut v);
-        v
-    }
-
-    #[test]
-    fn runs_are_reused_and_coalesced() {
-        let s = Store::new(1 << 20).unwrap();
-        assert_eq!(alloc(&s, 10), [(0, 10)]);
-        assert_eq!(alloc(&s, 5), [(10, 5)]);
-        s.free(&mut [3, 2, 4]);
-        assert_eq!(alloc(&s, 4), [(15, 4)], "no free run of 4: fresh slots");
-        assert_eq!(alloc(&s, 2), [(2, 2)], "lowest run that fits");
-        s.free(&mut [2, 3, 15, 16, 17, 18]);
-        let st = s.slots.lock().unwrap();
-        assert_eq!(
-            (st.runs.iter().collect::<Vec<_>>(), st.top),
-            (vec![(&2, &3)], 15)
-        );
-    }
-
-    #[test]
-    fn data_round_trips_and_freed_slots_read_as_zeros() {
-        let s = Store::new(1 << 20).unwrap();
-        let b = BLOCK_SIZE;
-        s.write_at(&vec![7u8; 3 * b as usize], 0).unwrap();
-        assert!(s.held_bytes() >= 3 * b);
-        let mut out = vec![0u8; 10];
-        s.read_at(&mut out, b - 5).unwrap();
-        assert_eq!(out, [7; 10]);
-        s.free(&mut [0, 1, 2]);
-        assert_eq!(s.held_bytes(), 0);
-        s.read_at(&mut out, b - 5).unwrap();
-        assert_eq!(out, [0; 10]);
-        let mut far = [1u8; 4];
-        s.read_at(&mut far, 1 << 40).unwrap();
-        assert_eq!(far, [0; 4]);
-        // Overwrites through the mapping are seen by pread and back.
-        s.write_at(b"abcd", 8).unwrap();
-        s.overwrite_at(b"XY", 9).unwrap();
-        let mut got = [0u8; 4];
-        s.read_at(&mut got, 8).unwrap();
-        assert_eq!(&got, b"aXYd");
-    }
-}
+pub(super) mod tests;

@@ -231,8 +231,11 @@ impl Daemon {
 /// The ready fd must be an inherited pipe, not stdin/out/err or anything else we would
 /// write into and close.
 fn check_ready_fd(fd: i32) -> Result<(), Failure> {
+    // SAFETY: libc::stat is plain integers, for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     let is_pipe = fd >= 3
+        // SAFETY: fstat writes one libc::stat to `st`, a live local; `fd` is only a number
+        // here, and fstat of any number is harmless (EBADF if it is not open).
         && unsafe { libc::fstat(fd, &mut st) } == 0
         && st.st_mode & libc::S_IFMT == libc::S_IFIFO;
     if is_pipe {

@@ -9,6 +9,10 @@ pub struct Signals(libc::sigset_t);
 
 /// Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts later).
 pub fn block() -> io::Result<Signals> {
+    // SAFETY: sigset_t is plain data, for which all-zero bytes are valid, and sigemptyset
+    // initialises it before use; the calls take pointers to `set`, a live local, and a null
+    // old-mask pointer, which pthread_sigmask allows. Blocking affects only the calling
+    // thread (and those it starts later).
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -25,6 +29,8 @@ impl Signals {
     /// Waits for one of the signals; returns its number.
     pub fn wait(&self) -> i32 {
         let mut sig = 0;
+        // SAFETY: `self.0` is a sigset_t initialised by `block`, and `sig` a live c_int
+        // sigwait writes.
         unsafe { libc::sigwait(&self.0, &mut sig) };
         sig
     }

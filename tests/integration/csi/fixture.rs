@@ -73,6 +73,8 @@ pub fn remove_cgroup_tree(dir: &Path) {
     loop {
         let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
         for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+            // SAFETY: kill takes integers only and touches no memory of ours; `pid` is a
+            // process in this test's own cgroup.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         match std::fs::remove_dir(dir) {
@@ -273,6 +275,8 @@ impl Node {
     /// Kills the plugin with `sig` and waits for it; its daemons stay.
     pub fn kill_plugin(&mut self, sig: i32) -> std::process::ExitStatus {
         let mut child = self.plugin.take().expect("the plugin is not running");
+        // SAFETY: kill takes integers only; the child is this fixture's plugin, not yet
+        // reaped, so its pid is not reused.
         unsafe { libc::kill(child.id() as i32, sig) };
         wait_timeout(&mut child, Duration::from_secs(40)).expect("the plugin did not exit")
     }
@@ -388,6 +392,8 @@ impl Node {
 /// What a reboot (or a crash) does to a volume: its daemon killed, its mount gone.
 pub fn crash(v: &Vol) {
     for pid in daemons_serving(&v.target) {
+        // SAFETY: kill takes integers only; `pid` is a daemon of this test's node (found
+        // serving its volume).
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
     eventually("the daemon to die", SOON, || {
@@ -414,6 +420,8 @@ impl Drop for Node {
                 break;
             }
             for pid in pids {
+                // SAFETY: kill takes integers only; `pid` is a daemon of this test's node
+                // (found serving its volume).
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             }
             std::thread::sleep(Duration::from_millis(20));

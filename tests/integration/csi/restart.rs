@@ -191,6 +191,8 @@ fn a_dead_daemon_is_reported_and_unpublished(m: Medium) {
     std::fs::write(v.target.join("f"), vec![7u8; 1 << 20]).unwrap();
     let alive = node.client.stats(&v.id, &v.target).unwrap();
     for pid in daemons_serving(&v.target) {
+        // SAFETY: kill takes integers only; `pid` is a daemon this test started (found
+        // serving its volume).
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
     eventually("the daemon to die", SOON, || {

@@ -40,15 +40,11 @@ fn a_new_plugin_hands_old_daemons_over(m: Medium) {
     node.program = std::path::PathBuf::from(BIN);
     node.extra.push("--upgrade-daemons".into());
     node.start_plugin();
-    eventually(
-        "the new build to serve the volume",
-        Duration::from_secs(30),
-        || {
-            daemons_serving(&v.target)
-                .first()
-                .is_some_and(|&p| exe_of(p) == std::path::Path::new(BIN))
-        },
-    );
+    eventually("the new build to serve the volume", SLOW, || {
+        daemons_serving(&v.target)
+            .first()
+            .is_some_and(|&p| exe_of(p) == std::path::Path::new(BIN))
+    });
     writer.finish();
     assert_eq!(
         std::fs::read(v.target.join("kept")).unwrap(),

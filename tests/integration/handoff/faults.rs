@@ -87,6 +87,14 @@ fn a_handoff_by_another_uid_or_through_a_symlink_is_refused() {
     let c = control.display().to_string();
     let v = Volume::start(Medium::Memory, &["--control-socket", &c]);
     std::fs::write(v.path("f"), b"x").unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&control).unwrap().permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the control socket is private from the start"
+    );
     let take_over = |sock: &std::path::Path| {
         let mut a = vec![
             "serve".to_string(),

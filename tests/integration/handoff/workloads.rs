@@ -162,6 +162,8 @@ fn manifest(root: &Path) -> Vec<String> {
 fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
     let c = cpath(p);
     let mut names = vec![0u8; 4096];
+    // SAFETY: `c` is a NUL-terminated CString, and the kernel writes at most `names.len()`
+    // bytes to `names`, a live Vec of that length.
     let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
     assert!(n >= 0, "listxattr {}", p.display());
     names.truncate(n as usize);
@@ -171,6 +173,8 @@ fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
         .map(|name| {
             let cname = std::ffi::CString::new(name).unwrap();
             let mut v = vec![0u8; 65536];
+            // SAFETY: `c` and `cname` are NUL-terminated CStrings, and the kernel writes at
+            // most `v.len()` bytes to `v`, a live Vec of that length.
             let len = unsafe {
                 libc::lgetxattr(c.as_ptr(), cname.as_ptr(), v.as_mut_ptr().cast(), v.len())
             };
@@ -254,6 +258,7 @@ fn a_memory_volume_of_a_gigabyte_in_100000_files_is_handed_over_unchanged() {
     }
     let sparse = std::fs::File::open(p("sparse")).unwrap();
     assert_eq!(
+        // SAFETY: `sparse` is open for the call; lseek takes integers otherwise.
         crate::harness::cvt(unsafe {
             libc::lseek(
                 std::os::fd::AsRawFd::as_raw_fd(&sparse),

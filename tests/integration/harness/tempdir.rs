@@ -23,7 +23,12 @@ impl TempDir {
         let template = std::env::temp_dir().join(format!("emptydirfs-{tag}-{pid}-XXXXXX"));
         let c = CString::new(template.as_os_str().as_bytes()).unwrap();
         let raw = c.into_raw();
+        // SAFETY: `raw` is the NUL-terminated buffer of a CString given up by into_raw;
+        // mkdtemp rewrites its XXXXXX in place, within the buffer.
         let p = unsafe { libc::mkdtemp(raw) };
+        // SAFETY: `raw` came from CString::into_raw just above and is taken back once;
+        // mkdtemp changed only bytes before the NUL, so the length CString remembers still
+        // holds.
         let c = unsafe { CString::from_raw(raw) };
         assert!(!p.is_null(), "mkdtemp: {}", io::Error::last_os_error());
         let dir = TempDir(PathBuf::from(OsStr::from_bytes(c.as_bytes())));
@@ -64,6 +69,8 @@ fn remove_dirs_of_dead_runs() {
             continue;
         };
         let gone = pid > 0
+            // SAFETY: kill with signal 0 only asks whether `pid` exists; it sends nothing
+            // and touches no memory.
             && unsafe { libc::kill(pid, 0) } == -1
             && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
         if gone {
@@ -92,6 +99,7 @@ pub fn is_mounted(path: &Path) -> bool {
 
 pub fn lazy_unmount(path: &Path) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated CString alive for the call; the flags are integers.
     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
 

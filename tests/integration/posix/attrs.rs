@@ -29,6 +29,8 @@ fn chmod_chown_and_ctime(m: Medium) {
 
 fn utimens(p: &Path, times: [libc::timespec; 2]) -> std::io::Result<i64> {
     let c = cpath(p);
+    // SAFETY: `c` is a NUL-terminated CString and `times` the two timespecs utimensat
+    // reads, both alive for the call.
     cvt(unsafe {
         libc::utimensat(
             libc::AT_FDCWD,
@@ -78,6 +80,8 @@ fn utimensat_nanoseconds(m: Medium) {
 
 fn xattr_set(p: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<i64> {
     let (c, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    // SAFETY: `c` and `n` are NUL-terminated CStrings, and the kernel reads `value.len()`
+    // bytes from `value`, a live slice.
     cvt(unsafe {
         libc::lsetxattr(
             c.as_ptr(),
@@ -93,6 +97,8 @@ fn xattr_get(p: &Path, name: &str, size: usize) -> std::io::Result<Vec<u8>> {
     let (c, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
     let mut buf = vec![0u8; size];
     let len = cvt(
+        // SAFETY: `c` and `n` are NUL-terminated CStrings, and the kernel writes at most
+        // `size` bytes to `buf`, a live Vec of that length.
         unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), size) } as i64,
     )?;
     buf.truncate(if size == 0 { 0 } else { len as usize });
@@ -107,6 +113,8 @@ fn xattr_list(p: &Path) -> Vec<String> {
     let c = cpath(p);
     let mut buf = vec![0u8; 4096];
     let len =
+        // SAFETY: `c` is a NUL-terminated CString, and the kernel writes at most
+        // `buf.len()` bytes to `buf`, a live Vec of that length.
         cvt(unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) } as i64)
             .unwrap();
     let mut names: Vec<String> = buf[..len as usize]
@@ -143,6 +151,7 @@ fn xattrs(m: Medium) {
     xattr_set(&p, "user.a", &[1; 3000], libc::XATTR_REPLACE).unwrap();
     assert_eq!(xattr_get(&p, "user.a", 10_000).unwrap(), vec![1; 3000]);
     let (c, n) = (cpath(&p), std::ffi::CString::new("user.a").unwrap());
+    // SAFETY: `c` and `n` are NUL-terminated CStrings alive for the call.
     cvt(unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) } as i64).unwrap();
     assert_eq!(xattr_list(&p), ["security.c", "trusted.b"]);
     // Directories carry xattrs too.
@@ -287,6 +296,34 @@ fn a_write_drops_file_capabilities(m: Medium) {
     );
 }
 
+/// A new file's mode is what the caller asked masked by the caller's umask alone: not by
+/// the daemon's (the test's, 022, which it inherited), nor by any other thread's.
+fn modes_follow_the_callers_umask_alone(m: Medium) {
+    let v = Volume::start(m, &[]);
+    for (umask, file, dir) in [
+        ("000", 0o666, 0o777),
+        ("077", 0o600, 0o700),
+        ("027", 0o640, 0o750),
+    ] {
+        sh(&format!(
+            "umask {umask}; cd {}; echo x > f{umask}; mkdir d{umask}; mkfifo p{umask}",
+            v.mnt.display()
+        ));
+        for (name, want) in [("f", file), ("d", dir), ("p", file)] {
+            let name = format!("{name}{umask}");
+            let got = meta(&v.path(&name)).mode() & 0o7777;
+            assert_eq!(got, want, "{name}: {got:o}, not {want:o}");
+            if m == Medium::Disk {
+                let backing = meta(&v.backing.join(&name)).mode() & 0o7777;
+                assert_eq!(
+                    backing, want,
+                    "{name} in the backing directory: {backing:o}"
+                );
+            }
+        }
+    }
+}
+
 on_every_medium!(
     a_write_drops_file_capabilities,
     chmod_chown_and_ctime,
@@ -294,5 +331,6 @@ on_every_medium!(
     xattrs,
     times_follow_changes,
     new_files_belong_to_the_caller,
+    modes_follow_the_callers_umask_alone,
     permissions_are_enforced,
 );

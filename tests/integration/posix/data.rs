@@ -66,6 +66,7 @@ fn truncate_up_and_down(m: Medium) {
 }
 
 fn fallocate(f: &File, mode: i32, off: i64, len: i64) -> std::io::Result<i64> {
+    // SAFETY: `f` is open for the call; fallocate takes integers otherwise.
     cvt(unsafe { libc::fallocate(f.as_raw_fd(), mode, off, len) } as i64)
 }
 
@@ -138,6 +139,7 @@ impl ReadAtStart for &File {
 }
 
 fn lseek(f: &File, off: i64, whence: i32) -> std::io::Result<i64> {
+    // SAFETY: `f` is open for the call; lseek takes integers otherwise.
     cvt(unsafe { libc::lseek(f.as_raw_fd(), off, whence) })
 }
 
@@ -225,6 +227,11 @@ fn mmap_read_and_shared_write(m: Medium) {
     write_file(&p, &[1; 3 * 4096]);
     let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
     let len = 3 * 4096;
+    // SAFETY: mmap makes a new shared mapping of the first `len` bytes of `f`, a file of
+    // exactly that length, at an address the kernel chooses (MAP_FAILED asserted against).
+    // The slice covers that mapping, whose pages are the file's (initialised), and is the
+    // only reference to it; msync and munmap take the same address and length, and the
+    // slice is not used after the munmap. Nothing truncates the file meanwhile.
     unsafe {
         let addr = libc::mmap(
             std::ptr::null_mut(),
@@ -262,6 +269,8 @@ fn copy_file_range_copies(m: Medium) {
     );
     let mut copied = 0;
     while copied < data.len() {
+        // SAFETY: `s` and `d` are open for the call; null offset pointers mean the files'
+        // own offsets.
         let n = unsafe {
             libc::copy_file_range(
                 s.as_raw_fd(),

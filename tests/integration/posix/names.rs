@@ -44,6 +44,8 @@ fn special_files(m: Medium) {
     let v = Volume::start(m, &[]);
     let mk = |name: &str, mode: u32, dev: u64| {
         let c = cpath(&v.path(name));
+        // SAFETY: `c` is a NUL-terminated CString alive for the call; the mode and device
+        // are integers.
         cvt(unsafe { libc::mknod(c.as_ptr(), mode, dev) } as i64).map(|_| ())
     };
     mk("fifo", libc::S_IFIFO | 0o644, 0).unwrap();
@@ -137,6 +139,8 @@ fn rename_replaces_and_moves(m: Medium) {
 
 fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<i64> {
     let (a, b) = (cpath(from), cpath(to));
+    // SAFETY: AT_FDCWD resolves the paths against the working directory; `a` and `b` are
+    // NUL-terminated CStrings alive for the call.
     cvt(unsafe {
         libc::syscall(
             libc::SYS_renameat2,
