@@ -261,25 +261,21 @@ impl DiskFs {
                 let name = OsStr::from_bytes(e.name);
                 let dots = e.name == b"." || e.name == b"..";
                 let accepted = if !plus {
-                    let ino = if e.name == b"." {
-                        ino
-                    } else {
-                        self.nodes.dirent_ino(e.ino)
-                    };
                     let kind = kind_of_dtype(e.dtype);
                     add(&DirEntry {
-                        ino,
+                        ino: self.dirent_ino(ino, &e),
                         next_offset: e.next_offset as u64,
                         kind,
                         name,
                         attr: None,
                     })
                 } else if dots {
-                    // The kernel takes no reference for these: answer without one.
+                    // The kernel takes no reference for these and ignores their
+                    // attributes (the directory's own here), but shows their number.
                     let st = sys::fstat(fd)?;
-                    let attr = attr_of(ino, &st);
+                    let attr = attr_of(self.dirent_ino(ino, &e), &st);
                     add(&DirEntry {
-                        ino,
+                        ino: attr.ino,
                         next_offset: e.next_offset as u64,
                         kind: attr.kind,
                         name,
@@ -315,6 +311,20 @@ impl DiskFs {
                 listed = true;
                 offset = e.next_offset;
             }
+        }
+    }
+}
+
+impl DiskFs {
+    /// The number a listing of directory `dir` shows for entry `e` without looking it
+    /// up: `.` is `dir`; `..` is its parent as the backing directory records it, except
+    /// for the volume's root, whose `..` is itself (the backing `..` lies outside); any
+    /// other entry, its backing inode's number.
+    fn dirent_ino(&self, dir: Ino, e: &sys::RawDirent<'_>) -> Ino {
+        match e.name {
+            b"." => dir,
+            b".." if dir == ROOT_INO => ROOT_INO,
+            _ => self.nodes.dirent_ino(e.ino),
         }
     }
 }
