@@ -73,7 +73,7 @@ impl Backend for PanicsOnName {
         off: u64,
         data: &[u8],
         clear: killpriv::Clear,
-    ) -> Result<u32> {
+    ) -> Result<Written> {
         self.0.write(ino, fh, off, data, clear)
     }
     fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {

@@ -227,7 +227,7 @@ impl Backend for DiskFs {
         offset: u64,
         data: &[u8],
         clear: killpriv::Clear,
-    ) -> Result<u32> {
+    ) -> Result<Written> {
         self.do_write(fh, offset, data, clear)
     }
     fn flush(&self, _ino: Ino, _fh: Fh) -> Result<()> {

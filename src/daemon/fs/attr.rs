@@ -121,6 +121,14 @@ pub struct Opened {
     pub keep_cache: bool,
 }
 
+/// What a `write` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub bytes: u32,
+    /// It cleared setid bits: the mode the kernel caches is no longer true.
+    pub mode_changed: bool,
+}
+
 /// `statfs` numbers, in [`BLOCK_SIZE`] blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatFs {

@@ -81,7 +81,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Reads up to `size` bytes at `offset` into `buf` (cleared first).
     fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()>;
     /// Writes as much of `data` as fits; fails with ENOSPC only when nothing fits, then
-    /// clears what `clear` says (setid bits as [`killpriv`] says, file capabilities).
+    /// clears what `clear` says (setid bits as [`killpriv`] says, file capabilities), and
+    /// says whether that changed the mode.
     fn write(
         &self,
         ino: Ino,
@@ -89,7 +90,7 @@ pub trait Backend: Send + Sync + 'static {
         offset: u64,
         data: &[u8],
         clear: killpriv::Clear,
-    ) -> Result<u32>;
+    ) -> Result<Written>;
     fn flush(&self, ino: Ino, fh: Fh) -> Result<()>;
     fn release(&self, ino: Ino, fh: Fh) -> Result<()>;
     fn fsync(&self, ino: Ino, fh: Fh, datasync: bool) -> Result<()>;

@@ -9,6 +9,7 @@ mod convert;
 mod gate;
 mod handshake;
 mod iomode;
+mod notify;
 mod options;
 
 pub use gate::Gate;
@@ -44,6 +45,8 @@ pub struct Adapter<B: Backend> {
     gate: Arc<Gate>,
     /// How each open file is served (see `iomode.rs`).
     io: Arc<IoModes>,
+    /// Invalidations of what the kernel caches (see `notify.rs`).
+    notify: Arc<notify::Notifier>,
     /// A successor's: what its connection negotiated at INIT, asked for again.
     adopt: Option<Negotiated>,
     /// `FUSE_HANDLE_KILLPRIV_V2` is in force: clearing setid bits is ours (set at INIT).
@@ -56,12 +59,14 @@ impl<B: Backend> Adapter<B> {
         backend: Arc<B>,
         gate: Arc<Gate>,
         io: Arc<IoModes>,
+        notify: Arc<notify::Notifier>,
         adopt: Option<Negotiated>,
     ) -> Self {
         Adapter {
             backend,
             gate,
             io,
+            notify,
             adopt,
             kills: false,
         }
@@ -334,7 +339,11 @@ impl<B: Backend> Filesystem for Adapter<B> {
             ),
         };
         let r = self.guard("write", |b| b.write(ino.0, fh.0, offset, data, clear));
-        answer!(reply, r, |n| reply.written(n))
+        if r.as_ref().is_ok_and(|w| w.mode_changed) {
+            // Before the answer: the writer's next `stat` must not see the old mode.
+            self.notify.attributes_changed(ino.0);
+        }
+        answer!(reply, r, |w| reply.written(w.bytes))
     }
 
     fn flush(

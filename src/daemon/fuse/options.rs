@@ -10,6 +10,7 @@ use super::Adapter;
 use super::gate::Gate;
 use super::handshake::{self, Connection, InitExchange, Negotiated};
 use super::iomode::IoModes;
+use super::notify::Notifier;
 use crate::daemon::fs::Backend;
 use fuser::{InitFlags, KernelConfig, Session};
 use std::io;
@@ -62,10 +63,18 @@ pub fn mount<B: Backend>(
         let request = handshake::read_init(&device)?;
         let gate = Arc::new(Gate::default());
         let io = Arc::new(IoModes::default());
-        let adapter = Adapter::new(backend.clone(), gate.clone(), io.clone(), None);
+        let notify = Arc::new(Notifier::default());
+        let adapter = Adapter::new(
+            backend.clone(),
+            gate.clone(),
+            io.clone(),
+            notify.clone(),
+            None,
+        );
         let (session, reply) = handshake::session_on(adapter, &request, threads)?;
         handshake::send(&device, &reply)?;
         handshake::attach(&session, &device)?;
+        notify.set(session.notifier());
         // The kernel has the reply: backing ids can be opened now, before any request.
         let negotiated = Negotiated::parse(&reply).is_some_and(|n| {
             InitFlags::from_bits_retain(n.flags).contains(InitFlags::FUSE_PASSTHROUGH)
@@ -103,7 +112,14 @@ pub fn take_over<B: Backend>(
     })?;
     let gate = Arc::new(Gate::default());
     let io = Arc::new(io);
-    let adapter = Adapter::new(backend, gate.clone(), io.clone(), Some(negotiated));
+    let notify = Arc::new(Notifier::default());
+    let adapter = Adapter::new(
+        backend,
+        gate.clone(),
+        io.clone(),
+        notify.clone(),
+        Some(negotiated),
+    );
     let (session, reply) = handshake::session_on(adapter, &connection.init.request, threads)?;
     if reply != connection.init.reply {
         return Err(io::Error::new(
@@ -115,6 +131,7 @@ pub fn take_over<B: Backend>(
         ));
     }
     handshake::attach(&session, &connection.device)?;
+    notify.set(session.notifier());
     Ok(Mounted {
         session,
         connection,

@@ -278,7 +278,7 @@ impl Backend for MemoryFs {
         offset: u64,
         data: &[u8],
         clear: killpriv::Clear,
-    ) -> Result<u32> {
+    ) -> Result<Written> {
         self.do_write(ino, offset, data, clear)
     }
     fn flush(&self, _ino: Ino, _fh: Fh) -> Result<()> {
