@@ -248,6 +248,7 @@ fn getdents(dir: &Path, size: usize) -> Vec<(String, u64)> {
     let mut buf = vec![0u8; size];
     let mut out = Vec::new();
     loop {
+        // SAFETY: `fd` is open for the loop's life and `buf` has room for `size` bytes.
         let n = cvt(unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), size) })
             .unwrap_or_else(|e| panic!("getdents64 of {} ({size} bytes): {e}", dir.display()));
         if n == 0 {
