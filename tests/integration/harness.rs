@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod handles;
 mod tempdir;
+pub use handles::*;
 pub use tempdir::*;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_emptydirfs");

@@ -4,7 +4,7 @@
 //! settled by measuring the inode afterwards (see `account.rs`). Reads take no lock.
 
 use super::account::{self, Charge};
-use super::nodes::{Node, attr_of, blocks_of};
+use super::nodes::{Node, blocks_of};
 use super::{DiskFs, caps, direct, passthrough, sys};
 use crate::daemon::fs::*;
 use std::ffi::OsStr;
@@ -306,14 +306,14 @@ impl DiskFs {
         // Measured under the node's lock, or a change running meanwhile would be counted
         // twice or lost; when the lock is busy, the change in progress measures anyway.
         let Some(mut s) = node.try_state() else {
-            return Ok(attr_of(node.ino, &sys::fstat(fd.as_fd())?));
+            return Ok(node.attr(&sys::fstat(fd.as_fd())?));
         };
         let st = sys::fstat(fd.as_fd())?;
         let linked = st.st_nlink > 0 && !node.unlinked.load(Relaxed) && !s.orphan;
         if linked && s.charged != blocks_of(&st) {
             Charge::none(&self.usage).measured(&mut s.charged, blocks_of(&st));
         }
-        Ok(attr_of(node.ino, &st))
+        Ok(node.attr(&st))
     }
 
     pub(super) fn do_fallocate(&self, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {

@@ -144,6 +144,12 @@ impl Backend for DiskFs {
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         self.do_lookup(parent, name)
     }
+    fn lookup_self(&self, ino: Ino) -> Result<Attr> {
+        self.do_lookup_self(ino)
+    }
+    fn lookup_parent(&self, ino: Ino) -> Result<Attr> {
+        self.do_lookup_parent(ino)
+    }
     fn forget(&self, ino: Ino, nlookup: u64) {
         self.nodes.forget(ino, nlookup)
     }

@@ -18,7 +18,7 @@ pub use iomode::{IoModes, Mode};
 pub use options::{FSTYPE, Mounted, kernel_config, mount, take_over};
 
 use crate::daemon::fs::{Backend, DirEntry, Result, SetAttr, killpriv};
-use convert::{attr, caller, errno, time};
+use convert::{attr, caller, errno, generation, time};
 use fuser::*;
 use std::cell::RefCell;
 use std::ffi::OsStr;
@@ -99,7 +99,7 @@ macro_rules! answer {
 }
 
 fn entry(reply: ReplyEntry, r: Result<crate::daemon::fs::Attr>) {
-    answer!(reply, r, |a| reply.entry(&TTL, &attr(&a), Generation(0)))
+    answer!(reply, r, |a| reply.entry(&TTL, &attr(&a), generation(&a)))
 }
 
 fn empty(reply: ReplyEmpty, r: Result<()>) {
@@ -113,8 +113,15 @@ impl<B: Backend> Filesystem for Adapter<B> {
         Ok(())
     }
 
+    /// `.` and `..` reach a filesystem only from the kernel's file-handle code
+    /// (`FUSE_EXPORT_SUPPORT`): the node itself, and a directory's parent.
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let _pass = self.gate.pass();
+        match name.as_encoded_bytes() {
+            b"." => return entry(reply, self.guard("lookup", |b| b.lookup_self(parent.0))),
+            b".." => return entry(reply, self.guard("lookup", |b| b.lookup_parent(parent.0))),
+            _ => {}
+        }
         match self.guard("lookup", |b| b.lookup(parent.0, name)) {
             // A node id of 0 tells the kernel to cache the name's absence for TTL (a
             // compiler probing include paths, a shell searching PATH).
@@ -430,16 +437,9 @@ impl<B: Backend> Filesystem for Adapter<B> {
                 let a = e
                     .attr
                     .as_ref()
-                    .map(attr)
                     .expect("readdirplus entries carry attributes");
-                !reply.add(
-                    INodeNo(e.ino),
-                    e.next_offset,
-                    e.name,
-                    &TTL,
-                    &a,
-                    Generation(0),
-                )
+                let (g, a) = (generation(a), attr(a));
+                !reply.add(INodeNo(e.ino), e.next_offset, e.name, &TTL, &a, g)
             };
             b.readdir(ino.0, fh.0, offset, true, &mut add)
         });
@@ -551,11 +551,11 @@ impl<B: Backend> Filesystem for Adapter<B> {
             Ok((a, o.fh, self.io.open(b, a.ino, o.fh, flags, o.keep_cache)))
         });
         answer!(reply, r, |(a, fh, c)| match c.backing {
-            None => reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), c.flags),
+            None => reply.created(&TTL, &attr(&a), generation(&a), FileHandle(fh), c.flags),
             Some(id) => {
                 let id = unsafe { reply.wrap_backing(id) };
-                let (fh, a) = (FileHandle(fh), attr(&a));
-                reply.created_passthrough(&TTL, &a, Generation(0), fh, c.flags, &id);
+                let (fh, g, a) = (FileHandle(fh), generation(&a), attr(&a));
+                reply.created_passthrough(&TTL, &a, g, fh, c.flags, &id);
                 id.into_raw();
             }
         })

@@ -149,6 +149,10 @@ pub fn take_over<B: Backend>(
 /// from the request, `convert::setattr_kill`). It still removes `security.capability`
 /// itself.
 ///
+/// `EXPORT_SUPPORT`: file handles (`open_by_handle_at`, NFS export, fanotify) of inodes
+/// the kernel has forgotten are decoded by asking the backend for `.` and `..`
+/// (`fs/mod.rs`); without it they get ESTALE once the kernel drops its cache.
+///
 /// Deliberately not asked for: `WRITEBACK_CACHE` (ENOSPC would surface at fsync or close
 /// instead of from the write(2) that crosses the limit), and the flags fuser 0.18 mishandles
 /// (`SETXATTR_EXT`, `SECURITY_CTX`, `CREATE_SUPP_GROUP`, ...).
@@ -167,6 +171,7 @@ pub fn kernel_config(
         return InitFlags::from_bits_retain(n.flags).contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
     }
     let wanted = [
+        InitFlags::FUSE_EXPORT_SUPPORT,
         InitFlags::FUSE_DO_READDIRPLUS,
         InitFlags::FUSE_READDIRPLUS_AUTO,
         InitFlags::FUSE_PARALLEL_DIROPS,
