@@ -15,8 +15,10 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod guard;
+mod handles;
 mod tempdir;
 pub use guard::*;
+pub use handles::*;
 pub use tempdir::*;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_emptydirfs");

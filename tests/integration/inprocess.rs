@@ -73,7 +73,7 @@ impl Backend for PanicsOnName {
         off: u64,
         data: &[u8],
         clear: killpriv::Clear,
-    ) -> Result<u32> {
+    ) -> Result<Written> {
         self.0.write(ino, fh, off, data, clear)
     }
     fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
@@ -212,6 +212,44 @@ fn inodes_leave_the_table_when_the_kernel_forgets_them() {
         || fs_.inodes_in_table() == 1,
     );
     assert_eq!(fs_.usage().inodes_used(), 1);
+}
+
+/// The kernel's LOOKUPs of `.` and `..` (file handles decoded after it forgot the
+/// inodes) count as references exactly: once it forgets them again and the files are
+/// removed, every inode leaves the table (one reference too many would keep it).
+#[test]
+fn lookups_of_dot_and_dotdot_are_counted_exactly() {
+    let fs_ = Arc::new(MemoryFs::new(64 << 20, 1000).unwrap());
+    let v = InProcess::mount(fs_.clone());
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        let (dir, file) = (v.path(&format!("d{i}/e")), v.path(&format!("d{i}/e/f")));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(&file, b"x").unwrap();
+        handles.push((FileHandle::of(&file).unwrap(), file));
+        handles.push((FileHandle::of(&dir).unwrap(), dir));
+    }
+    for _ in 0..3 {
+        drop_kernel_caches();
+        for (h, path) in &handles {
+            let f = h.open(&v.mnt, libc::O_RDONLY).unwrap();
+            if f.metadata().unwrap().is_dir() {
+                assert_eq!(&path_of(&f), path);
+            } else {
+                assert_eq!(std::io::read_to_string(f).unwrap(), "x");
+            }
+        }
+    }
+    assert_eq!(fs_.inodes_in_table(), 151);
+    for i in 0..50 {
+        fs::remove_dir_all(v.path(&format!("d{i}"))).unwrap();
+    }
+    drop_kernel_caches();
+    eventually(
+        "every removed inode to be forgotten and freed",
+        SOON,
+        || fs_.inodes_in_table() == 1,
+    );
 }
 
 #[test]

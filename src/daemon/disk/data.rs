@@ -4,7 +4,7 @@
 //! settled by measuring the inode afterwards (see `account.rs`). Reads take no lock.
 
 use super::account::{self, Charge};
-use super::nodes::{Node, attr_of, blocks_of};
+use super::nodes::{Node, blocks_of};
 use super::{DiskFs, caps, direct, passthrough, sys};
 use crate::daemon::fs::*;
 use std::ffi::OsStr;
@@ -12,21 +12,22 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-/// Clears the setid bits of the open file `fd` (whose `stat` is `st`) as `kill` says.
+/// Clears the setid bits of the open file `fd` (whose `stat` is `st`) as `kill` says;
+/// returns whether the mode changed.
 fn kill_setid(
     fd: std::os::fd::BorrowedFd<'_>,
     st: &libc::stat,
     kill: &killpriv::Kill,
-) -> Result<()> {
+) -> Result<bool> {
     let perm = (st.st_mode & 0o7777) as u16;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Ok(());
+        return Ok(false);
     }
     let now = killpriv::cleared(perm, st.st_gid, kill);
     if now != perm {
         sys::fchmod(fd, now.into())?;
     }
-    Ok(())
+    Ok(now != perm)
 }
 
 /// Removes `security.capability` of `node` (open as `fd`) if it has one.
@@ -208,7 +209,7 @@ impl DiskFs {
         offset: u64,
         data: &[u8],
         clear: killpriv::Clear,
-    ) -> Result<u32> {
+    ) -> Result<Written> {
         let file = self.file(fh)?;
         let fd = file.fd.as_fd();
         let mut s = file.node.state();
@@ -231,13 +232,17 @@ impl DiskFs {
         };
         let st = sys::fstat(fd)?;
         charge.measured(&mut s.charged, blocks_of(&st));
-        if let Some(who) = clear.setid {
-            kill_setid(fd, &st, &killpriv::Kill::Modified(who))?;
-        }
+        let mode_changed = match clear.setid {
+            Some(who) => kill_setid(fd, &st, &killpriv::Kill::Modified(who))?,
+            None => false,
+        };
         if clear.caps {
             remove_caps(&file.node, fd)?;
         }
-        Ok(written? as u32)
+        Ok(Written {
+            bytes: written? as u32,
+            mode_changed,
+        })
     }
 
     pub(super) fn do_fsync(&self, fh: Fh, datasync: bool) -> Result<()> {
@@ -301,14 +306,14 @@ impl DiskFs {
         // Measured under the node's lock, or a change running meanwhile would be counted
         // twice or lost; when the lock is busy, the change in progress measures anyway.
         let Some(mut s) = node.try_state() else {
-            return Ok(attr_of(node.ino, &sys::fstat(fd.as_fd())?));
+            return Ok(node.attr(&sys::fstat(fd.as_fd())?));
         };
         let st = sys::fstat(fd.as_fd())?;
         let linked = st.st_nlink > 0 && !node.unlinked.load(Relaxed) && !s.orphan;
         if linked && s.charged != blocks_of(&st) {
             Charge::none(&self.usage).measured(&mut s.charged, blocks_of(&st));
         }
-        Ok(attr_of(node.ino, &st))
+        Ok(node.attr(&st))
     }
 
     pub(super) fn do_fallocate(&self, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {

@@ -26,6 +26,24 @@ pub struct Handle {
 }
 
 impl Handle {
+    /// The generation the volume gives the inode behind this handle (not the root's:
+    /// that is 0): the 32-bit FNV-1a digest of the handle's type and bytes. The
+    /// backing filesystem's handle holds the inode's number and its own generation, so a
+    /// number reused by a new inode comes with another handle, and another generation
+    /// but with a chance of 2^-32 (as likely as two of ext4's own random generations
+    /// meeting). The same inode always gets the same one: across hand-offs, restarts and
+    /// the kernel forgetting it (so never change this function).
+    pub fn generation(&self) -> u32 {
+        let bytes = self
+            .kind
+            .to_le_bytes()
+            .into_iter()
+            .chain(self.bytes.iter().copied());
+        bytes.fold(0x811c_9dc5, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        })
+    }
+
     pub fn write_state(&self, w: &mut crate::daemon::state::Writer) {
         w.i32(self.kind);
         w.bytes(&self.bytes);

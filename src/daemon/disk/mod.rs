@@ -154,6 +154,12 @@ impl Backend for DiskFs {
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         self.do_lookup(parent, name)
     }
+    fn lookup_self(&self, ino: Ino) -> Result<Attr> {
+        self.do_lookup_self(ino)
+    }
+    fn lookup_parent(&self, ino: Ino) -> Result<Attr> {
+        self.do_lookup_parent(ino)
+    }
     fn forget(&self, ino: Ino, nlookup: u64) {
         self.nodes.forget(ino, nlookup)
     }
@@ -237,7 +243,7 @@ impl Backend for DiskFs {
         offset: u64,
         data: &[u8],
         clear: killpriv::Clear,
-    ) -> Result<u32> {
+    ) -> Result<Written> {
         self.do_write(fh, offset, data, clear)
     }
     fn flush(&self, _ino: Ino, _fh: Fh) -> Result<()> {

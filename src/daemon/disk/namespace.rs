@@ -68,7 +68,35 @@ impl DiskFs {
     pub(super) fn do_lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         let p = self.dir_node(parent)?;
         let (node, st) = self.lookup_at(self.nodes.fd(&p)?.as_fd(), &name_of(name)?)?;
-        Ok(attr_of(node.ino, &st))
+        Ok(node.attr(&st))
+    }
+
+    /// A LOOKUP of `.`: node `ino` itself, for a file handle (see `nodes.rs`).
+    pub(super) fn do_lookup_self(&self, ino: Ino) -> Result<Attr> {
+        let (node, st) = self.nodes.recall(ino, self.dev)?;
+        Ok(node.attr(&st))
+    }
+
+    /// A LOOKUP of `..`: the directory holding directory `ino`, from the backing
+    /// directory's own `..` entry of it. Never leaves the volume: `ino` is a directory
+    /// inside it (the root, whose backing `..` lies outside, answers itself).
+    pub(super) fn do_lookup_parent(&self, ino: Ino) -> Result<Attr> {
+        let dir = self.dir_node(ino)?;
+        if dir.unlinked.load(Relaxed) {
+            return Err(Errno::ESTALE);
+        }
+        let fd = match dir.ino {
+            ROOT_INO => sys::open_path(self.nodes.root_fd(), c"."),
+            _ => sys::open_path(self.nodes.fd(&dir)?.as_fd(), c".."),
+        };
+        // A removed directory has no `..` any more.
+        let fd = fd.map_err(|e| if e == Errno::ENOENT { Errno::ESTALE } else { e })?;
+        let st = sys::fstat(fd.as_fd())?;
+        if st.st_dev != self.dev {
+            return Err(Errno::ESTALE);
+        }
+        let node = self.nodes.remember(fd, &st, true)?;
+        Ok(node.attr(&st))
     }
 
     /// Creates `name` in `parent` as the caller, with `make`, charging its inode and the
@@ -100,7 +128,7 @@ impl DiskFs {
             node.caps.created(); // every `make` creates (O_EXCL, mkdir, ...)
             charge.added(blocks_of(&st));
             charge.measured(&mut ps.charged, blocks_of(&sys::fstat(pfd.as_fd())?));
-            Ok((attr_of(node.ino, &st), made))
+            Ok((node.attr(&st), made))
         });
         if made.is_err() {
             self.usage.release_inode();
@@ -121,7 +149,7 @@ impl DiskFs {
         let fd = sys::open_path(pfd.as_fd(), &c)?;
         let st = sys::fstat(fd.as_fd())?;
         let node = self.nodes.remember(fd, &st, true)?;
-        Ok(attr_of(node.ino, &st))
+        Ok(node.attr(&st))
     }
 
     /// Gives back the space and inode of an inode whose last link is gone (`st` as it was
@@ -136,6 +164,7 @@ impl DiskFs {
         if !dir && st.st_nlink > 1 {
             return;
         }
+        self.nodes.deleted(st.st_ino);
         match node {
             Some((node, ns)) => {
                 node.unlinked.store(true, Relaxed);
@@ -261,25 +290,21 @@ impl DiskFs {
                 let name = OsStr::from_bytes(e.name);
                 let dots = e.name == b"." || e.name == b"..";
                 let accepted = if !plus {
-                    let ino = if e.name == b"." {
-                        ino
-                    } else {
-                        self.nodes.dirent_ino(e.ino)
-                    };
                     let kind = kind_of_dtype(e.dtype);
                     add(&DirEntry {
-                        ino,
+                        ino: self.dirent_ino(ino, &e),
                         next_offset: e.next_offset as u64,
                         kind,
                         name,
                         attr: None,
                     })
                 } else if dots {
-                    // The kernel takes no reference for these: answer without one.
+                    // The kernel takes no reference for these and ignores their
+                    // attributes (the directory's own here), but shows their number.
                     let st = sys::fstat(fd)?;
-                    let attr = attr_of(ino, &st);
+                    let attr = attr_of(self.dirent_ino(ino, &e), &st);
                     add(&DirEntry {
-                        ino,
+                        ino: attr.ino,
                         next_offset: e.next_offset as u64,
                         kind: attr.kind,
                         name,
@@ -289,7 +314,7 @@ impl DiskFs {
                     let c = CString::new(e.name).map_err(|_| Errno::EIO)?;
                     match self.lookup_at(fd, &c) {
                         Ok((node, st)) => {
-                            let attr = attr_of(node.ino, &st);
+                            let attr = node.attr(&st);
                             let entry = DirEntry {
                                 ino: node.ino,
                                 next_offset: e.next_offset as u64,
@@ -315,6 +340,20 @@ impl DiskFs {
                 listed = true;
                 offset = e.next_offset;
             }
+        }
+    }
+}
+
+impl DiskFs {
+    /// The number a listing of directory `dir` shows for entry `e` without looking it
+    /// up: `.` is `dir`; `..` is its parent as the backing directory records it, except
+    /// for the volume's root, whose `..` is itself (the backing `..` lies outside); any
+    /// other entry, its backing inode's number.
+    fn dirent_ino(&self, dir: Ino, e: &sys::RawDirent<'_>) -> Ino {
+        match e.name {
+            b"." => dir,
+            b".." if dir == ROOT_INO => ROOT_INO,
+            _ => self.nodes.dirent_ino(e.ino),
         }
     }
 }

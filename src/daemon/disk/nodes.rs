@@ -1,12 +1,18 @@
 //! The disk backend's inode table: which backing inode each FUSE inode number names, how
 //! many references the kernel holds on it, and how a descriptor of it is obtained.
 //!
-//! # Inode numbers
+//! # Inode numbers and generations
 //! A node's number is its backing inode's `st_ino`, so `readdir`'s `d_ino` and `stat`'s
 //! `st_ino` agree. Two exceptions: the backing directory itself is [`ROOT_INO`], and an
 //! inode whose `st_ino` is still held by another node (a deleted inode the kernel still
 //! refers to, whose number the backing filesystem has reused; or `st_ino` 1) gets a number
 //! from [`SYNTHETIC_BASE`] up.
+//!
+//! A node's generation is derived from its backing file handle ([`Handle::generation`]),
+//! so an inode that takes a deleted inode's `st_ino` has another one; 0 for the root, and
+//! for nodes a predecessor from before state format 3 handed on (it told the kernel 0).
+//! A node the kernel forgets is remembered by number in `forgotten` (`nodes/forgotten.rs`)
+//! until its inode is deleted, so a file handle of it still opens ([`Nodes::recall`]).
 //!
 //! # Descriptors (who owns which fd)
 //! A node holds a kernel file handle, not a descriptor: `open_by_handle_at` turns it into
@@ -21,6 +27,8 @@
 //! table shard is held, and a node is removed only by `remove_if` on a zero count, so a
 //! lookup racing a `forget` never loses its node.
 
+mod forgotten;
+
 use super::handle::Handle;
 use super::sys;
 use crate::daemon::fs::ratelimit::RateLimit;
@@ -29,6 +37,7 @@ use crate::daemon::state::FdTable;
 use crate::daemon::state::{Reader, Refused, Writer};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use forgotten::Forgotten;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -50,6 +59,12 @@ fn fd_cache_cap() -> usize {
     }
     (lim.rlim_cur / 4).clamp(16, FD_CACHE_CAP as u64) as usize
 }
+/// Whether nodes get generations (see the module's doc); not when the tests stand in for
+/// a build from before state format 3 (`fault.rs`), which answered 0 for every inode.
+fn generations() -> bool {
+    !crate::daemon::fault::fault("state-format-1")
+}
+
 /// First synthetic inode number (far above any `st_ino` ext4 or xfs hands out).
 pub const SYNTHETIC_BASE: u64 = 1 << 62;
 
@@ -70,6 +85,8 @@ pub struct NodeState {
 /// One backing inode the kernel knows.
 pub struct Node {
     pub ino: Ino,
+    /// Told to the kernel with every entry of this node (see the module's doc).
+    pub generation: u32,
     pub backing_ino: u64,
     pub kind: FileKind,
     handle: Handle,
@@ -86,6 +103,14 @@ pub struct Node {
 }
 
 impl Node {
+    /// The attributes of this node's inode, whose `stat` is `st`.
+    pub fn attr(&self, st: &libc::stat) -> Attr {
+        Attr {
+            generation: self.generation,
+            ..attr_of(self.ino, st)
+        }
+    }
+
     pub fn state(&self) -> MutexGuard<'_, NodeState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -119,6 +144,11 @@ pub struct Nodes {
     map: DashMap<Ino, Arc<Node>>,
     synthetic: DashMap<(u64, Handle), Ino>,
     next_synthetic: AtomicU64,
+    /// Nodes the kernel forgot, for file handles of them (`nodes/forgotten.rs`).
+    forgotten: Forgotten,
+    /// Generations are derived from handles; else all are 0 (test stand-in for a build
+    /// from before state format 3).
+    generations: bool,
     /// Cached descriptors of directories and of other inodes, kept apart so that a walk
     /// over many files does not evict the directories every lookup starts from.
     dir_fds: FdCache,
@@ -141,10 +171,12 @@ fn time(sec: i64, nsec: i64) -> SystemTime {
     }
 }
 
-/// The attributes of a backing inode as node `ino` shows them.
+/// The attributes of a backing inode as number `ino` shows them (generation 0: for a
+/// node's own, [`Node::attr`]).
 pub fn attr_of(ino: Ino, st: &libc::stat) -> Attr {
     Attr {
         ino,
+        generation: 0,
         kind: FileKind::from_mode(st.st_mode).unwrap_or(FileKind::Regular),
         perm: (st.st_mode & 0o7777) as u16,
         nlink: st.st_nlink as u32,
@@ -168,6 +200,8 @@ impl Nodes {
             map: DashMap::new(),
             synthetic: DashMap::new(),
             next_synthetic: AtomicU64::new(SYNTHETIC_BASE),
+            forgotten: Forgotten::default(),
+            generations: generations(),
             dir_fds: FdCache::new(fd_cache_cap() / 2),
             file_fds: FdCache::new(fd_cache_cap() / 2),
             root_fd: Arc::new(root_fd),
@@ -182,9 +216,18 @@ impl Nodes {
         self.root_fd.as_fd()
     }
 
+    /// A node for the inode of `handle` numbered `ino`, with one kernel reference. Its
+    /// generation is the one it had when the kernel forgot it, if it did; else derived.
     fn new_node(&self, ino: Ino, st: &libc::stat, handle: Handle) -> Result<Arc<Node>> {
+        let remembered = self.forgotten.take(ino, &handle);
+        let generation = match remembered {
+            _ if ino == ROOT_INO || !self.generations => 0,
+            Some(g) => g,
+            None => handle.generation(),
+        };
         Ok(Arc::new(Node {
             ino,
+            generation,
             backing_ino: st.st_ino,
             kind: FileKind::from_mode(st.st_mode).ok_or(Errno::EIO)?,
             handle,
@@ -282,7 +325,8 @@ impl Nodes {
         Ok(node)
     }
 
-    /// Takes `n` kernel references from node `ino`; a node left with none leaves the table.
+    /// Takes `n` kernel references from node `ino`; a node left with none leaves the table
+    /// (remembered first, unless deleted: a handle of it never finds neither).
     pub fn forget(&self, ino: Ino, n: u64) {
         if ino == ROOT_INO {
             return;
@@ -299,13 +343,19 @@ impl Nodes {
                 log::error!("inode {ino}: {n} lookups forgotten while it held {prev}{more}");
             }
         }
-        if prev <= n
-            && self
-                .map
-                .remove_if(&ino, |_, cur| {
-                    Arc::ptr_eq(cur, &node) && cur.lookups.load(Relaxed) == 0
-                })
-                .is_some()
+        if prev > n {
+            return;
+        }
+        if ino < SYNTHETIC_BASE && !node.unlinked.load(Relaxed) {
+            self.forgotten
+                .insert(ino, node.handle.clone(), node.generation);
+        }
+        if self
+            .map
+            .remove_if(&ino, |_, cur| {
+                Arc::ptr_eq(cur, &node) && cur.lookups.load(Relaxed) == 0
+            })
+            .is_some()
         {
             self.fds_of(&node).map.remove(&ino);
             if ino >= SYNTHETIC_BASE {
@@ -313,6 +363,54 @@ impl Nodes {
                     .remove(&(node.backing_ino, node.handle.clone()));
             }
         }
+    }
+
+    /// The last link of the inode numbered `st_ino` is gone: no handle of it may open.
+    pub fn deleted(&self, st_ino: u64) {
+        self.forgotten.remove(self.dirent_ino(st_ino));
+    }
+
+    /// Node `ino` with one more kernel reference, for a file handle the kernel decodes
+    /// after it forgot the inode (a LOOKUP of `.`): from the table, or from what was
+    /// remembered when the kernel forgot it. ESTALE for a deleted inode, whether the
+    /// table still has it (the kernel's FORGET on its way) or its backing handle is stale.
+    pub fn recall(&self, ino: Ino, dev: u64) -> Result<(Arc<Node>, libc::stat)> {
+        if let Some(n) = self.map.get(&ino) {
+            if n.unlinked.load(Relaxed) {
+                return Err(Errno::ESTALE);
+            }
+            if ino != ROOT_INO {
+                n.lookups.fetch_add(1, Relaxed);
+            }
+            let node = n.clone();
+            drop(n);
+            let st = self.fd(&node).and_then(|fd| sys::fstat(fd.as_fd()));
+            return match st {
+                Ok(st) => Ok((node, st)),
+                Err(e) => {
+                    self.forget(ino, 1);
+                    Err(e)
+                }
+            };
+        }
+        let (handle, _) = self.forgotten.get(ino).ok_or(Errno::ESTALE)?;
+        let opened = handle
+            .open(self.root_fd(), libc::O_PATH)
+            .and_then(|fd| Ok((sys::fstat(fd.as_fd())?, fd)));
+        let (st, fd) = match opened {
+            Ok((st, fd)) if st.st_dev == dev && st.st_ino == ino && st.st_nlink > 0 => (st, fd),
+            Ok(_) | Err(Errno::ESTALE) | Err(Errno::ENOENT) => {
+                self.forgotten.remove(ino);
+                return Err(Errno::ESTALE);
+            }
+            Err(e) => return Err(e),
+        };
+        let node = self.remember(fd, &st, true)?;
+        if node.ino != ino {
+            self.forget(node.ino, 1);
+            return Err(Errno::ESTALE);
+        }
+        Ok((node, st))
     }
 
     /// A descriptor naming `node`: its pinned open file, a cached `O_PATH` descriptor, or
@@ -359,9 +457,11 @@ impl Nodes {
     }
 }
 
-/// For a hand-off: the table (numbers, file handles, lookup counts, charges, open and
-/// unlinked state) and the backing directory's descriptor; the descriptor cache is not
-/// handed on (the successor opens from the handles as it needs).
+/// For a hand-off: the table (numbers, generations, file handles, lookup counts, charges,
+/// open and unlinked state), the forgotten nodes and the backing directory's descriptor;
+/// the descriptor cache is not handed on (the successor opens from the handles as it
+/// needs). Generations and forgotten nodes are in states from format 3 on; nodes from an
+/// older state have generation 0, what their daemon told the kernel.
 impl Nodes {
     pub fn write_state(&self, w: &mut Writer, fds: &mut Vec<RawFd>) {
         w.u64(FdTable::push(fds, self.root_fd.as_raw_fd()));
@@ -374,6 +474,9 @@ impl Nodes {
             w.u64(n.backing_ino);
             w.u32(n.kind.mode_bits());
             n.handle.write_state(w);
+            if w.version() >= 3 {
+                w.u32(n.generation);
+            }
             w.u64(n.lookups.load(Relaxed));
             w.bool(n.unlinked.load(Relaxed));
             let s = n.state();
@@ -392,6 +495,9 @@ impl Nodes {
             handle.write_state(w);
             w.u64(ino);
         }
+        if w.version() >= 3 {
+            self.forgotten.write_state(w);
+        }
     }
 
     pub fn read_state(
@@ -401,10 +507,12 @@ impl Nodes {
         let root_fd = fds.take(r.u64()?)?;
         let root_backing_ino = r.u64()?;
         let next_synthetic = r.u64()?;
-        let nodes = Nodes {
+        let mut nodes = Nodes {
             map: DashMap::new(),
             synthetic: DashMap::new(),
             next_synthetic: AtomicU64::new(next_synthetic),
+            forgotten: Forgotten::default(),
+            generations: generations(),
             dir_fds: FdCache::new(fd_cache_cap() / 2),
             file_fds: FdCache::new(fd_cache_cap() / 2),
             root_fd: Arc::new(root_fd),
@@ -416,8 +524,10 @@ impl Nodes {
             let kind =
                 FileKind::from_mode(r.u32()?).ok_or_else(|| format!("node {ino} of no kind"))?;
             let handle = Handle::read_state(r)?;
+            let generation = if r.version() >= 3 { r.u32()? } else { 0 };
             let node = Node {
                 ino,
+                generation,
                 backing_ino,
                 kind,
                 handle,
@@ -444,6 +554,9 @@ impl Nodes {
                 return Err(format!("synthetic number {ino} of no node"));
             }
             nodes.synthetic.insert((st_ino, handle), ino);
+        }
+        if r.version() >= 3 {
+            nodes.forgotten = Forgotten::read_state(r)?;
         }
         match nodes.map.get(&ROOT_INO) {
             Some(root) if root.kind == FileKind::Directory => {}

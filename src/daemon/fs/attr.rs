@@ -52,10 +52,16 @@ impl FileKind {
     }
 }
 
-/// What `stat` shows for an inode.
+/// What `stat` shows for an inode, and its generation.
 #[derive(Clone, Copy, Debug)]
 pub struct Attr {
     pub ino: Ino,
+    /// Told to the kernel with every entry of the inode (`i_generation`), and part of
+    /// the file handles it makes (`name_to_handle_at`): a number reused for another
+    /// inode must come with another generation, so that an old handle gets ESTALE
+    /// instead of the new inode. Constant for an inode while the kernel knows it; 0 for
+    /// the root. How each medium chooses it: `memory/mod.rs`, `disk/nodes.rs`.
+    pub generation: u32,
     pub kind: FileKind,
     /// Permission bits including setuid, setgid and sticky (`0o7777`).
     pub perm: u16,
@@ -119,6 +125,14 @@ pub struct Opened {
     pub fh: Fh,
     /// The page cache of the file may be kept across opens (the backend is the only writer).
     pub keep_cache: bool,
+}
+
+/// What a `write` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub bytes: u32,
+    /// It cleared setid bits: the mode the kernel caches is no longer true.
+    pub mode_changed: bool,
 }
 
 /// `statfs` numbers, in [`BLOCK_SIZE`] blocks.

@@ -11,9 +11,15 @@
 //! - Setuid and setgid bits are the backend's to clear on writes, truncates and chowns
 //!   (`FUSE_HANDLE_KILLPRIV_V2`): the adapter says when (`kill` of `write`,
 //!   [`SetAttr::kill`]), [`killpriv::cleared`] says which.
-//! - Lookup counting: `lookup`, `mknod`, `mkdir`, `symlink`, `link`, `create` and each
+//! - Lookup counting: `lookup` (also of `.` and `..`: [`Backend::lookup_self`],
+//!   [`Backend::lookup_parent`]), `mknod`, `mkdir`, `symlink`, `link`, `create` and each
 //!   entry accepted by a `readdir` with attributes add one kernel reference to the inode
 //!   they answer with; `forget` takes `n` away. An inode is freed when nothing refers to it.
+//! - File handles (`FUSE_EXPORT_SUPPORT`): the kernel makes them from an inode's number
+//!   and [`Attr::generation`] alone. When it decodes one after forgetting the inode, it
+//!   asks for the number itself ([`Backend::lookup_self`]) and then compares generations;
+//!   for a directory it also climbs to the root ([`Backend::lookup_parent`]) and finds the
+//!   directory's name by listing its parent (so `readdir` numbers must be `stat`'s).
 //! - Limits: every operation that takes space or an inode reserves it first from the
 //!   volume's [`usage::Usage`], so usage can never pass the limit, and gives it back when
 //!   the space is freed.
@@ -48,6 +54,22 @@ pub trait Backend: Send + Sync + 'static {
     fn usage(&self) -> &usage::Usage;
 
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr>;
+    /// The inode numbered `ino` (a LOOKUP of `.` in `ino`: the kernel decodes a file
+    /// handle of an inode it has forgotten), with one more kernel reference as `lookup`
+    /// adds. ESTALE if no live inode has that number (deleted, or never was): never
+    /// another inode's. With the generation it answers, the kernel tells an inode that
+    /// took a freed number from the one the handle was made of.
+    fn lookup_self(&self, ino: Ino) -> Result<Attr> {
+        let _ = ino;
+        Err(Errno::ESTALE)
+    }
+    /// The directory holding directory `ino` (a LOOKUP of `..`, as the kernel climbs
+    /// from a decoded directory handle to the root), with one more kernel reference;
+    /// the root's is the root. ESTALE if `ino` was removed.
+    fn lookup_parent(&self, ino: Ino) -> Result<Attr> {
+        let _ = ino;
+        Err(Errno::ESTALE)
+    }
     fn forget(&self, ino: Ino, nlookup: u64);
     fn getattr(&self, ino: Ino) -> Result<Attr>;
     fn setattr(&self, ino: Ino, fh: Option<Fh>, set: &SetAttr) -> Result<Attr>;
@@ -82,7 +104,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Reads up to `size` bytes at `offset` into `buf` (cleared first).
     fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()>;
     /// Writes as much of `data` as fits; fails with ENOSPC only when nothing fits, then
-    /// clears what `clear` says (setid bits as [`killpriv`] says, file capabilities).
+    /// clears what `clear` says (setid bits as [`killpriv`] says, file capabilities), and
+    /// says whether that changed the mode.
     fn write(
         &self,
         ino: Ino,
@@ -90,7 +113,7 @@ pub trait Backend: Send + Sync + 'static {
         offset: u64,
         data: &[u8],
         clear: killpriv::Clear,
-    ) -> Result<u32>;
+    ) -> Result<Written>;
     fn flush(&self, ino: Ino, fh: Fh) -> Result<()>;
     fn release(&self, ino: Ino, fh: Fh) -> Result<()>;
     fn fsync(&self, ino: Ino, fh: Fh, datasync: bool) -> Result<()>;

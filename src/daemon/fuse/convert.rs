@@ -36,6 +36,11 @@ pub fn attr(a: &Attr) -> FileAttr {
     }
 }
 
+/// The generation told with an entry (the kernel keeps 32 bits of it: `i_generation`).
+pub fn generation(a: &Attr) -> fuser::Generation {
+    fuser::Generation(a.generation.into())
+}
+
 /// The attributes of a negative entry (node id 0): only the id matters to the kernel.
 pub fn absent() -> FileAttr {
     FileAttr {

@@ -10,6 +10,7 @@ mod gate;
 mod handshake;
 mod inflight;
 mod iomode;
+mod notify;
 mod options;
 
 pub use gate::Gate;
@@ -18,7 +19,7 @@ pub use iomode::{IoModes, Mode};
 pub use options::{FSTYPE, Mounted, kernel_config, mount, take_over};
 
 use crate::daemon::fs::{Backend, DirEntry, Result, SetAttr, killpriv};
-use convert::{attr, caller, errno, time};
+use convert::{attr, caller, errno, generation, time};
 use fuser::*;
 use std::cell::RefCell;
 use std::ffi::OsStr;
@@ -45,6 +46,8 @@ pub struct Adapter<B: Backend> {
     gate: Arc<Gate>,
     /// How each open file is served (see `iomode.rs`).
     io: Arc<IoModes>,
+    /// Invalidations of what the kernel caches (see `notify.rs`).
+    notify: Arc<notify::Notifier>,
     /// A successor's: what its connection negotiated at INIT, asked for again.
     adopt: Option<Negotiated>,
     /// `FUSE_HANDLE_KILLPRIV_V2` is in force: clearing setid bits is ours (set at INIT).
@@ -57,12 +60,14 @@ impl<B: Backend> Adapter<B> {
         backend: Arc<B>,
         gate: Arc<Gate>,
         io: Arc<IoModes>,
+        notify: Arc<notify::Notifier>,
         adopt: Option<Negotiated>,
     ) -> Self {
         Adapter {
             backend,
             gate,
             io,
+            notify,
             adopt,
             kills: false,
         }
@@ -95,7 +100,7 @@ macro_rules! answer {
 }
 
 fn entry(reply: ReplyEntry, r: Result<crate::daemon::fs::Attr>) {
-    answer!(reply, r, |a| reply.entry(&TTL, &attr(&a), Generation(0)))
+    answer!(reply, r, |a| reply.entry(&TTL, &attr(&a), generation(&a)))
 }
 
 fn empty(reply: ReplyEmpty, r: Result<()>) {
@@ -109,8 +114,15 @@ impl<B: Backend> Filesystem for Adapter<B> {
         Ok(())
     }
 
+    /// `.` and `..` reach a filesystem only from the kernel's file-handle code
+    /// (`FUSE_EXPORT_SUPPORT`): the node itself, and a directory's parent.
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let _pass = self.gate.pass();
+        match name.as_encoded_bytes() {
+            b"." => return entry(reply, self.guard("lookup", |b| b.lookup_self(parent.0))),
+            b".." => return entry(reply, self.guard("lookup", |b| b.lookup_parent(parent.0))),
+            _ => {}
+        }
         match self.guard("lookup", |b| b.lookup(parent.0, name)) {
             // A node id of 0 tells the kernel to cache the name's absence for TTL (a
             // compiler probing include paths, a shell searching PATH).
@@ -341,7 +353,11 @@ impl<B: Backend> Filesystem for Adapter<B> {
             ),
         };
         let r = self.guard("write", |b| b.write(ino.0, fh.0, offset, data, clear));
-        answer!(reply, r, |n| reply.written(n))
+        if r.as_ref().is_ok_and(|w| w.mode_changed) {
+            // Before the answer: the writer's next `stat` must not see the old mode.
+            self.notify.attributes_changed(ino.0);
+        }
+        answer!(reply, r, |w| reply.written(w.bytes))
     }
 
     fn flush(
@@ -428,18 +444,12 @@ impl<B: Backend> Filesystem for Adapter<B> {
             // it is the first, the listing fails with EIO rather than ending early.
             let (mut added, mut bare) = (0, false);
             let mut add = |e: &DirEntry<'_>| {
-                let Some(a) = e.attr.as_ref().map(attr) else {
+                let Some(a) = e.attr.as_ref() else {
                     bare = true;
                     return false;
                 };
-                let full = reply.add(
-                    INodeNo(e.ino),
-                    e.next_offset,
-                    e.name,
-                    &TTL,
-                    &a,
-                    Generation(0),
-                );
+                let (g, a) = (generation(a), attr(a));
+                let full = reply.add(INodeNo(e.ino), e.next_offset, e.name, &TTL, &a, g);
                 added += usize::from(!full);
                 !full
             };
@@ -561,7 +571,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
             Ok((a, o.fh, self.io.open(b, a.ino, o.fh, flags, o.keep_cache)))
         });
         answer!(reply, r, |(a, fh, c)| match c.backing {
-            None => reply.created(&TTL, &attr(&a), Generation(0), FileHandle(fh), c.flags),
+            None => reply.created(&TTL, &attr(&a), generation(&a), FileHandle(fh), c.flags),
             Some(id) => {
                 // SAFETY: fuser's contract: `id` is open and belongs to this connection
                 // (`IoModes` opened it on it, or a predecessor did and handed it on), and
@@ -570,8 +580,8 @@ impl<B: Backend> Filesystem for Adapter<B> {
                 // which is sent just below; `into_raw` then takes the id back without
                 // closing it.
                 let id = unsafe { reply.wrap_backing(id) };
-                let (fh, a) = (FileHandle(fh), attr(&a));
-                reply.created_passthrough(&TTL, &a, Generation(0), fh, c.flags, &id);
+                let (fh, g, a) = (FileHandle(fh), generation(&a), attr(&a));
+                reply.created_passthrough(&TTL, &a, g, fh, c.flags, &id);
                 id.into_raw();
             }
         })

@@ -10,6 +10,7 @@ use super::Adapter;
 use super::gate::Gate;
 use super::handshake::{self, Connection, InitExchange, Negotiated};
 use super::iomode::IoModes;
+use super::notify::Notifier;
 use crate::daemon::fs::Backend;
 use fuser::{InitFlags, KernelConfig, Session};
 use std::io;
@@ -67,10 +68,18 @@ pub fn mount<B: Backend>(
         let request = handshake::read_init(&device)?;
         let gate = Arc::new(Gate::default());
         let io = Arc::new(IoModes::default());
-        let adapter = Adapter::new(backend.clone(), gate.clone(), io.clone(), None);
+        let notify = Arc::new(Notifier::default());
+        let adapter = Adapter::new(
+            backend.clone(),
+            gate.clone(),
+            io.clone(),
+            notify.clone(),
+            None,
+        );
         let (session, reply) = handshake::session_on(adapter, &request, threads)?;
         handshake::send(&device, &reply)?;
         handshake::attach(&session, &device)?;
+        notify.set(session.notifier());
         // The kernel has the reply: backing ids can be opened now, before any request.
         let negotiated = Negotiated::parse(&reply).is_some_and(|n| {
             InitFlags::from_bits_retain(n.flags).contains(InitFlags::FUSE_PASSTHROUGH)
@@ -108,7 +117,14 @@ pub fn take_over<B: Backend>(
     })?;
     let gate = Arc::new(Gate::default());
     let io = Arc::new(io);
-    let adapter = Adapter::new(backend, gate.clone(), io.clone(), Some(negotiated));
+    let notify = Arc::new(Notifier::default());
+    let adapter = Adapter::new(
+        backend,
+        gate.clone(),
+        io.clone(),
+        notify.clone(),
+        Some(negotiated),
+    );
     let (session, reply) = handshake::session_on(adapter, &connection.init.request, threads)?;
     if reply != connection.init.reply {
         return Err(io::Error::new(
@@ -120,6 +136,7 @@ pub fn take_over<B: Backend>(
         ));
     }
     handshake::attach(&session, &connection.device)?;
+    notify.set(session.notifier());
     Ok(Mounted {
         session,
         connection,
@@ -136,6 +153,10 @@ pub fn take_over<B: Backend>(
 /// setgid to the filesystem (`fs/killpriv.rs`; the SETATTR flag fuser 0.18 drops is told
 /// from the request, `convert::setattr_kill`). It still removes `security.capability`
 /// itself.
+///
+/// `EXPORT_SUPPORT`: file handles (`open_by_handle_at`, NFS export, fanotify) of inodes
+/// the kernel has forgotten are decoded by asking the backend for `.` and `..`
+/// (`fs/mod.rs`); without it they get ESTALE once the kernel drops its cache.
 ///
 /// Deliberately not asked for: `WRITEBACK_CACHE` (ENOSPC would surface at fsync or close
 /// instead of from the write(2) that crosses the limit), and the flags fuser 0.18 mishandles
@@ -155,6 +176,7 @@ pub fn kernel_config(
         return InitFlags::from_bits_retain(n.flags).contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
     }
     let wanted = [
+        InitFlags::FUSE_EXPORT_SUPPORT,
         InitFlags::FUSE_DO_READDIRPLUS,
         InitFlags::FUSE_READDIRPLUS_AUTO,
         InitFlags::FUSE_PARALLEL_DIROPS,

@@ -1,6 +1,7 @@
 //! A memory volume handed to a successor: the inode table (every inode the kernel
 //! knows, with its number, lookup and open counts; names, attributes, xattrs, symlink
-//! targets and block maps), the usage counters and the slot allocator go in the state;
+//! targets and block maps), the volume's generation (from format 3), the usage counters
+//! and the slot allocator go in the state;
 //! the data stays in the memfd, whose descriptor goes with it (shared, never copied).
 //!
 //! What is read back is checked before it is served: entries name inodes of the table,
@@ -82,7 +83,8 @@ fn write_inode(w: &mut Writer, i: &Inode) {
     }
 }
 
-fn read_inode(r: &mut Reader<'_>) -> Result<Inode, Refused> {
+/// An inode of a volume whose generation is `generation`.
+fn read_inode(r: &mut Reader<'_>, generation: u32) -> Result<Inode, Refused> {
     let ino = r.u64()?;
     let kind = FileKind::from_mode(r.u32()?).ok_or_else(|| format!("inode {ino} of no kind"))?;
     let (lookups, opens, parent, released) = (r.u64()?, r.u64()?, r.u64()?, r.bool()?);
@@ -105,7 +107,8 @@ fn read_inode(r: &mut Reader<'_>) -> Result<Inode, Refused> {
             ));
         }
     };
-    let inode = Inode::new(ino, kind, body, meta, parent);
+    let generation = if ino == ROOT_INO { 0 } else { generation };
+    let inode = Inode::new(ino, generation, kind, body, meta, parent);
     inode.lookups.store(lookups, Relaxed);
     inode.opens.store(opens, Relaxed);
     inode.released.store(released, Relaxed);
@@ -115,6 +118,9 @@ fn read_inode(r: &mut Reader<'_>) -> Result<Inode, Refused> {
 impl Transfer for MemoryFs {
     fn export(&self, w: &mut Writer, fds: &mut Vec<RawFd>) -> std::io::Result<()> {
         w.u64(self.next_ino.load(Relaxed));
+        if w.version() >= 3 {
+            w.u32(self.generation);
+        }
         self.usage.snapshot().write(w);
         self.store.write_state(w, fds);
         let inodes: Vec<Arc<Inode>> = self.table.iter().map(|e| e.value().clone()).collect();
@@ -127,11 +133,13 @@ impl Transfer for MemoryFs {
 
     fn import(r: &mut Reader<'_>, fds: &mut FdTable) -> Result<MemoryFs, Refused> {
         let next_ino = r.u64()?;
+        // Before format 3 every inode's generation was 0.
+        let generation = if r.version() >= 3 { r.u32()? } else { 0 };
         let usage = Usage::from_snapshot(UsageSnapshot::read(r)?);
         let store = Store::read_state(r, fds)?;
         let table = DashMap::new();
         for _ in 0..r.count(40)? {
-            let inode = read_inode(r)?;
+            let inode = read_inode(r, generation)?;
             if inode.ino >= next_ino && inode.ino != ROOT_INO {
                 return Err(format!(
                     "inode {} at or past the next number {next_ino}",
@@ -145,6 +153,7 @@ impl Transfer for MemoryFs {
         let fs = MemoryFs {
             table,
             next_ino: AtomicU64::new(next_ino),
+            generation,
             usage,
             store,
             rename_lock: Mutex::new(()),

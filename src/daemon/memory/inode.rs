@@ -55,6 +55,8 @@ impl Meta {
 #[derive(Debug)]
 pub struct Inode {
     pub ino: Ino,
+    /// The volume's (`memory/mod.rs`); 0 for the root.
+    pub generation: u32,
     pub kind: FileKind,
     /// References the kernel holds (lookups not yet forgotten).
     pub lookups: AtomicU64,
@@ -93,9 +95,17 @@ fn unpoison<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
 }
 
 impl Inode {
-    pub fn new(ino: Ino, kind: FileKind, body: Body, meta: Meta, parent: Ino) -> Inode {
+    pub fn new(
+        ino: Ino,
+        generation: u32,
+        kind: FileKind,
+        body: Body,
+        meta: Meta,
+        parent: Ino,
+    ) -> Inode {
         Inode {
             ino,
+            generation,
             kind,
             lookups: AtomicU64::new(0),
             opens: AtomicU64::new(0),
@@ -133,6 +143,7 @@ impl Inode {
         let m = self.meta();
         Attr {
             ino: self.ino,
+            generation: self.generation,
             kind: self.kind,
             perm: m.perm,
             nlink: m.nlink,

@@ -105,7 +105,7 @@ impl MemoryFs {
         offset: u64,
         data: &[u8],
         clear: killpriv::Clear,
-    ) -> Result<u32> {
+    ) -> Result<Written> {
         let inode = self.get(ino)?;
         let mut body = inode.body_mut();
         let Body::File(f) = &mut *body else {
@@ -114,9 +114,11 @@ impl MemoryFs {
         let n = f.write(offset, data, &self.usage, &self.store)?;
         let mut m = inode.meta();
         m.touch_mc(SystemTime::now());
+        let before = m.perm;
         if let Some(who) = clear.setid {
             m.perm = killpriv::cleared(m.perm, m.gid, &killpriv::Kill::Modified(who));
         }
+        let mode_changed = m.perm != before;
         drop((m, body));
         if clear.caps {
             match self.do_removexattr(ino, std::ffi::OsStr::new("security.capability")) {
@@ -124,7 +126,10 @@ impl MemoryFs {
                 Err(e) => return Err(e),
             }
         }
-        Ok(n as u32)
+        Ok(Written {
+            bytes: n as u32,
+            mode_changed,
+        })
     }
 
     pub(super) fn do_fallocate(&self, ino: Ino, offset: u64, len: u64, mode: i32) -> Result<()> {
@@ -184,7 +189,9 @@ impl MemoryFs {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.do_write(ino_out, off_out, &buf, killpriv::Clear::default()) // cleared by the SETATTR before it
+        // Setid bits were cleared by the SETATTR the kernel sent before it.
+        let w = self.do_write(ino_out, off_out, &buf, killpriv::Clear::default())?;
+        Ok(w.bytes)
     }
 
     pub(super) fn do_setxattr(

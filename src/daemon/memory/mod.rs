@@ -7,6 +7,17 @@
 //! - `io.rs`: open files, data, attributes changes;
 //! - `reclaim.rs`: returning freed memory to the system.
 //!
+//! # Inode numbers and file handles
+//! An inode's number (its FUSE node id and `st_ino`) comes from a 64-bit counter that
+//! only grows, and goes to a successor with the state: a number is never given twice in
+//! a volume's life, and a file handle of a freed inode finds no inode and gets ESTALE
+//! (`lookup_self`), never another file. So one generation serves every inode of a volume
+//! (the root's is 0): a random number drawn when the volume is made and handed on with
+//! it. A volume made again (a daemon restarted: empty, its numbers counted from 2 again)
+//! draws another, so a handle from before gets ESTALE rather than the new inode of its
+//! number, as on a tmpfs mounted again. A volume from a state before format 3 keeps 0,
+//! what its daemon told the kernel.
+//!
 //! # Lifetime of an inode
 //! An inode stays in the table while the kernel holds lookups on it or a directory
 //! entry points at it. Its space and its place in the inode count are given back as soon
@@ -38,6 +49,8 @@ use std::time::SystemTime;
 pub struct MemoryFs {
     table: DashMap<Ino, Arc<Inode>>,
     next_ino: AtomicU64,
+    /// Every inode's but the root's (see above).
+    generation: u32,
     usage: Usage,
     store: store::Store,
     /// Serialises renames between directories (lock order level 1, see `inode.rs`).
@@ -51,6 +64,7 @@ impl MemoryFs {
         let fs = MemoryFs {
             table: DashMap::new(),
             next_ino: AtomicU64::new(ROOT_INO + 1),
+            generation: new_generation(),
             usage: Usage::new(bytes, inodes),
             store: store::Store::new(bytes)?,
             rename_lock: Mutex::new(()),
@@ -73,6 +87,7 @@ impl MemoryFs {
         };
         let root = Inode::new(
             ROOT_INO,
+            0,
             FileKind::Directory,
             Body::Dir(Default::default()),
             meta,
@@ -154,6 +169,19 @@ impl MemoryFs {
     }
 }
 
+/// A new volume's generation: random (from the hasher keys the standard library draws
+/// from the system), or 0 when the tests stand in for a build from before state format 3
+/// (`fault.rs`), which told the kernel 0.
+fn new_generation() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    if crate::daemon::fault::fault("state-format-1") {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(ROOT_INO);
+    h.finish() as u32
+}
+
 impl Backend for MemoryFs {
     fn usage(&self) -> &Usage {
         &self.usage
@@ -164,6 +192,20 @@ impl Backend for MemoryFs {
     }
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         self.do_lookup(parent, name)
+    }
+    fn lookup_self(&self, ino: Ino) -> Result<Attr> {
+        self.recall(&self.get(ino)?)
+    }
+    fn lookup_parent(&self, ino: Ino) -> Result<Attr> {
+        let dir = self.get(ino)?;
+        if dir.kind != FileKind::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        // A removed directory's parent pointer is stale: it has no parent any more.
+        if dir.meta().nlink == 0 {
+            return Err(Errno::ESTALE);
+        }
+        self.recall(&self.get(dir.parent()).map_err(|_| Errno::ESTALE)?)
     }
     fn forget(&self, ino: Ino, nlookup: u64) {
         if let Ok(inode) = self.get(ino) {
@@ -274,7 +316,7 @@ impl Backend for MemoryFs {
         offset: u64,
         data: &[u8],
         clear: killpriv::Clear,
-    ) -> Result<u32> {
+    ) -> Result<Written> {
         self.do_write(ino, offset, data, clear)
     }
     fn flush(&self, _ino: Ino, _fh: Fh) -> Result<()> {

@@ -32,6 +32,19 @@ impl MemoryFs {
         Ok(child.attr())
     }
 
+    /// Adds a kernel reference to `inode`, found by its number, unless it was removed
+    /// (a file handle of a removed inode is stale). Decided under the body's read lock:
+    /// `maybe_release` decides under the write lock, after the link count went to 0, so
+    /// a referenced inode is never dropped from the table.
+    pub(super) fn recall(&self, inode: &Arc<Inode>) -> Result<Attr> {
+        let body = inode.body();
+        if inode.meta().nlink == 0 || inode.released.load(Relaxed) {
+            return Err(Errno::ESTALE);
+        }
+        inode.lookups.fetch_add(1, Relaxed);
+        Ok(inode.attr_with(&body))
+    }
+
     /// Creates an inode of `kind` named `name` in `parent`, owned by the caller, after
     /// reserving an inode and `blocks` blocks. The new inode has one lookup.
     #[allow(clippy::too_many_arguments)]
@@ -95,7 +108,7 @@ impl MemoryFs {
             xattr_blocks: 0,
         };
         let ino = self.next_ino.fetch_add(1, Relaxed);
-        let inode = Arc::new(Inode::new(ino, kind, body, meta, parent));
+        let inode = Arc::new(Inode::new(ino, self.generation, kind, body, meta, parent));
         inode.lookups.store(1, Relaxed);
         self.table.insert(ino, inode.clone());
         dir.insert(name, ino, kind);

@@ -13,10 +13,13 @@
 //!
 //! Versions: 1, the backend's state; 2 (issue 16), then the mode of every open file
 //! (`fuse/iomode.rs`). A volume taken over from a version 1 state caches every open.
+//! 3 (issue 20): generations, for file handles: a memory volume's (`memory/mod.rs`); a
+//! disk volume's nodes carry theirs, and the nodes the kernel forgot follow the table
+//! (`disk/nodes.rs`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version this build reads.
 pub const OLDEST_FORMAT: u32 = 1;
 const MAGIC: &[u8; 8] = b"EDFSTATE";
@@ -27,12 +30,32 @@ pub type Refused = String;
 
 pub use crate::common::checksum;
 
-#[derive(Default)]
+/// Writes a state's payload in the layout of one format version.
 pub struct Writer {
     buf: Vec<u8>,
+    version: u32,
+}
+
+impl Default for Writer {
+    fn default() -> Writer {
+        Writer::for_version(FORMAT_VERSION)
+    }
 }
 
 impl Writer {
+    /// A writer of `version`'s layout (only tests write an older one).
+    pub fn for_version(version: u32) -> Writer {
+        Writer {
+            buf: Vec::new(),
+            version,
+        }
+    }
+
+    /// The format version whose layout the parts write.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }

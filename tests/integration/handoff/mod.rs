@@ -4,6 +4,7 @@
 
 mod descriptors;
 mod faults;
+mod handles;
 mod iomodes;
 mod workloads;
 

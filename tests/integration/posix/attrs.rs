@@ -324,7 +324,65 @@ fn modes_follow_the_callers_umask_alone(m: Medium) {
     }
 }
 
+/// What `stat -c %A` prints of `f` now (a `statx` asking for the mode only, so the kernel
+/// answers from its cache while it holds the mode as valid).
+fn shown_mode(f: &Path) -> String {
+    sh(&format!("stat -c %A {}", f.display()))
+        .trim()
+        .to_string()
+}
+
+/// Root makes `f` setuid and setgid and gives it to another user, who appends to it (and
+/// writes it `O_DIRECT`): `stat` run at once, by the writer and by root, shows setuid gone
+/// and setgid kept (the file is not group-executable and the writer is in its group), as
+/// on tmpfs. The daemon clears the bits; the kernel must not keep showing its old mode.
+fn a_write_clears_setuid_at_once(m: Medium) {
+    let tmpfs = crate::conformance::Tmpfs::new("16m");
+    let v = Volume::start(m, &[]);
+    let writes = [
+        ("appended", "echo more >> F"),
+        (
+            "direct",
+            "dd if=/dev/zero of=F bs=4096 count=1 oflag=direct conv=notrunc status=none",
+        ),
+    ];
+    for dir in [&tmpfs.path, &v.mnt] {
+        for (name, op) in writes {
+            let f = dir.join(name);
+            write_file(&f, &[b'x'; 4096]);
+            std::os::unix::fs::chown(&f, Some(1000), Some(1000)).unwrap();
+            fs::set_permissions(&f, fs::Permissions::from_mode(0o6644)).unwrap();
+            assert_eq!(shown_mode(&f), "-rwSr-Sr--");
+            let script = format!(
+                "{} && stat -c %A {}",
+                op.replace('F', &f.display().to_string()),
+                f.display()
+            );
+            let out = sh_as(1000, 1000, &script);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{script}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                text.trim(),
+                "-rw-r-Sr--",
+                "the writer's stat of {}",
+                f.display()
+            );
+            assert_eq!(
+                shown_mode(&f),
+                "-rw-r-Sr--",
+                "root's stat of {}",
+                f.display()
+            );
+        }
+    }
+}
+
 on_every_medium!(
+    a_write_clears_setuid_at_once,
     a_write_drops_file_capabilities,
     chmod_chown_and_ctime,
     utimensat_nanoseconds,

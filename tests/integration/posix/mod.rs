@@ -1,9 +1,10 @@
 //! POSIX behaviour every backend must show, compared with what tmpfs does: names
 //! (`names.rs`), attributes, times, xattrs and permissions (`attrs.rs`), file data
-//! (`data.rs`).
+//! (`data.rs`), file handles (`handles.rs`).
 
 mod attrs;
 mod data;
+mod handles;
 mod names;
 
 use std::fs;

@@ -244,6 +244,61 @@ fn inode_numbers_are_distinct_and_stable(m: Medium) {
     assert_eq!(meta(&v.mnt).ino(), 1);
 }
 
+/// Every entry of directory `dir` as `getdents64` returns it, `(name, d_ino)`, read
+/// with a buffer of `size` bytes per call.
+fn getdents(dir: &Path, size: usize) -> Vec<(String, u64)> {
+    let f = fs::File::open(dir).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    let mut buf = vec![0u8; size];
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: `fd` is open for the loop's life and `buf` has room for `size` bytes.
+        let n = cvt(unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), size) })
+            .unwrap_or_else(|e| panic!("getdents64 of {} ({size} bytes): {e}", dir.display()));
+        if n == 0 {
+            return out;
+        }
+        let mut pos = 0;
+        while pos < n as usize {
+            let ino = u64::from_ne_bytes(buf[pos..pos + 8].try_into().unwrap());
+            let reclen = u16::from_ne_bytes(buf[pos + 16..pos + 18].try_into().unwrap()) as usize;
+            let name = &buf[pos + 19..pos + reclen];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap()];
+            out.push((String::from_utf8(name.to_vec()).unwrap(), ino));
+            pos += reclen;
+        }
+    }
+}
+
+/// `.` and `..` in a listing carry the numbers `stat` shows for the directory and its
+/// parent (the root's `..` is the root), whether the listing is read whole or one entry
+/// per call (each call then resumes at the previous entry's offset).
+fn dot_and_dotdot_in_a_listing(m: Medium) {
+    let v = Volume::start(m, &[]);
+    fs::create_dir_all(v.path("a/b")).unwrap();
+    write_file(&v.path("a/b/f"), b"");
+    for (dir, parent) in [
+        (v.mnt.clone(), v.mnt.clone()),
+        (v.path("a"), v.mnt.clone()),
+        (v.path("a/b"), v.path("a")),
+    ] {
+        let want = [(".", meta(&dir).ino()), ("..", meta(&parent).ino())];
+        // 24 bytes hold one entry of a name up to 4 bytes long, never two.
+        for size in [24, 32 << 10] {
+            let got = getdents(&dir, size);
+            for (name, ino) in want {
+                let shown: Vec<u64> = got.iter().filter(|e| e.0 == name).map(|e| e.1).collect();
+                assert_eq!(
+                    shown,
+                    [ino],
+                    "{name} in {} read {size} bytes at a time: {got:?}",
+                    dir.display()
+                );
+            }
+        }
+    }
+}
+
 /// The atomic-rename writer's steps, each as tmpfs answers them: `fsync` and `fdatasync`
 /// of a directory (opened read-only, as programs do) succeed, before and after a rename
 /// into it, and the entries are there. (That a disk volume's directory fsync reaches the
@@ -278,4 +333,5 @@ on_every_medium!(
     names_at_the_limit,
     readdir_while_changing,
     inode_numbers_are_distinct_and_stable,
+    dot_and_dotdot_in_a_listing,
 );
