@@ -85,8 +85,8 @@ impl Backend for PanicsOnName {
     fn fsync(&self, ino: Ino, fh: Fh, ds: bool) -> Result<()> {
         self.0.fsync(ino, fh, ds)
     }
-    fn opendir(&self, ino: Ino) -> Result<Fh> {
-        self.0.opendir(ino)
+    fn opendir(&self, ino: Ino, f: i32) -> Result<Fh> {
+        self.0.opendir(ino, f)
     }
     fn readdir(
         &self,

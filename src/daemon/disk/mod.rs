@@ -239,7 +239,7 @@ impl Backend for DiskFs {
     fn fsync(&self, _ino: Ino, fh: Fh, datasync: bool) -> Result<()> {
         self.do_fsync(fh, datasync)
     }
-    fn opendir(&self, ino: Ino) -> Result<Fh> {
+    fn opendir(&self, ino: Ino, _flags: i32) -> Result<Fh> {
         let node = self.nodes.get(ino)?;
         if node.kind != FileKind::Directory {
             return Err(Errno::ENOTDIR);

@@ -94,7 +94,8 @@ pub trait Backend: Send + Sync + 'static {
     fn release(&self, ino: Ino, fh: Fh) -> Result<()>;
     fn fsync(&self, ino: Ino, fh: Fh, datasync: bool) -> Result<()>;
 
-    fn opendir(&self, ino: Ino) -> Result<Fh>;
+    /// `flags` are the `open(2)` flags.
+    fn opendir(&self, ino: Ino, flags: i32) -> Result<Fh>;
     /// Lists entries from `offset` on, calling `add` for each until it returns false
     /// (the reply is full). With `plus`, entries carry attributes and count as lookups.
     fn readdir(

@@ -3,7 +3,8 @@
 //! - `inode.rs`: one inode, its locks and the lock order;
 //! - `dir.rs`, `file.rs`, `xattr.rs`: what an inode holds;
 //! - `store.rs`: the volume's file data, in 4 KiB slots of one memfd;
-//! - `namespace.rs`: lookups, creation, unlink, rename, listing;
+//! - `namespace.rs`: lookups, creation, unlink, rename;
+//! - `listing.rs`: open directories and where their listings end;
 //! - `io.rs`: open files, data, attributes changes;
 //! - `reclaim.rs`: returning freed memory to the system.
 //!
@@ -18,6 +19,7 @@ mod file;
 mod handoff;
 mod inode;
 mod io;
+mod listing;
 mod namespace;
 mod reclaim;
 mod store;
@@ -42,6 +44,8 @@ pub struct MemoryFs {
     store: store::Store,
     /// Serialises renames between directories (lock order level 1, see `inode.rs`).
     rename_lock: Mutex<()>,
+    /// Open directories (`listing.rs`).
+    listings: listing::Listings,
 }
 
 impl MemoryFs {
@@ -54,6 +58,7 @@ impl MemoryFs {
             usage: Usage::new(bytes, inodes),
             store: store::Store::new(bytes)?,
             rename_lock: Mutex::new(()),
+            listings: Default::default(),
         };
         fs.usage.preload(0, 1);
         let now = SystemTime::now();
@@ -293,23 +298,21 @@ impl Backend for MemoryFs {
     fn fsync(&self, _ino: Ino, _fh: Fh, _datasync: bool) -> Result<()> {
         Ok(())
     }
-    fn opendir(&self, ino: Ino) -> Result<Fh> {
-        match self.get(ino)?.kind {
-            FileKind::Directory => Ok(0),
-            _ => Err(Errno::ENOTDIR),
-        }
+    fn opendir(&self, ino: Ino, flags: i32) -> Result<Fh> {
+        self.do_opendir(ino, flags)
     }
     fn readdir(
         &self,
         ino: Ino,
-        _fh: Fh,
+        fh: Fh,
         offset: u64,
         plus: bool,
         add: &mut dyn FnMut(&DirEntry<'_>) -> bool,
     ) -> Result<()> {
-        self.do_readdir(ino, offset, plus, add)
+        self.do_readdir(ino, fh, offset, plus, add)
     }
-    fn releasedir(&self, _ino: Ino, _fh: Fh) -> Result<()> {
+    fn releasedir(&self, _ino: Ino, fh: Fh) -> Result<()> {
+        self.do_releasedir(fh);
         Ok(())
     }
     fn fsyncdir(&self, _ino: Ino, _fh: Fh, _datasync: bool) -> Result<()> {

@@ -13,10 +13,12 @@
 //!
 //! Versions: 1, the backend's state; 2 (issue 16), then the mode of every open file
 //! (`fuse/iomode.rs`). A volume taken over from a version 1 state caches every open.
+//! 3 (issue 20): a memory volume's state ends with its open directories (where each
+//! listing ends, `memory/listing.rs`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version this build reads.
 pub const OLDEST_FORMAT: u32 = 1;
 const MAGIC: &[u8; 8] = b"EDFSTATE";
@@ -27,12 +29,34 @@ pub type Refused = String;
 
 pub use crate::common::checksum;
 
-#[derive(Default)]
 pub struct Writer {
     buf: Vec<u8>,
+    /// The layout written: [`FORMAT_VERSION`], or an older one a test emulates.
+    version: u32,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Writer::writing(FORMAT_VERSION)
+    }
 }
 
 impl Writer {
+    /// A writer of layout `version` (only tests write another than [`FORMAT_VERSION`]:
+    /// the state of an older build, to take over from).
+    pub fn writing(version: u32) -> Writer {
+        Writer {
+            buf: Vec::new(),
+            version,
+        }
+    }
+
+    /// The layout being written; parts added in a later version are left out of an
+    /// older one.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
