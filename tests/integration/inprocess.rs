@@ -20,6 +20,9 @@ impl Backend for PanicsOnName {
     fn usage(&self) -> &usage::Usage {
         self.0.usage()
     }
+    fn volume_mount(&self) -> &mount_options::VolumeMount {
+        self.0.volume_mount()
+    }
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         assert!(name != TRIGGER, "injected panic in lookup");
         self.0.lookup(parent, name)

@@ -9,7 +9,9 @@
 //! - `data.rs`: open files, data, sizes, attributes and xattrs;
 //! - `direct.rs`: `O_DIRECT` passed through to the backing file;
 //! - `caps.rs`: remembering that a node has no `security.capability` (asked per write).
-//! - `passthrough.rs`: files the kernel reads and maps itself, kept without holes.
+//! - `passthrough.rs`: files the kernel reads and maps itself, kept without holes;
+//! - `backing_mount.rs`: the daemon's private mount of the backing directory, whose
+//!   access-time options follow the volume's mount.
 //!
 //! # Safety against the served tree
 //! The daemon never resolves a path built from names: every call starts from a descriptor
@@ -24,6 +26,7 @@
 //! its own: `statfs` shows the backing filesystem, as kubelet's disk emptyDir does.
 
 mod account;
+mod backing_mount;
 mod caps;
 mod creds;
 mod data;
@@ -37,8 +40,10 @@ mod sys;
 
 pub use account::scan;
 
+use crate::daemon::fs::mount_options::VolumeMount;
 use crate::daemon::fs::usage::Usage;
 use crate::daemon::fs::*;
+use backing_mount::BackingMount;
 use dashmap::DashMap;
 use data::{OpenDir, OpenFile};
 use nodes::Nodes;
@@ -63,6 +68,10 @@ pub struct DiskFs {
     usage: Usage,
     size_limited: bool,
     inodes_limited: bool,
+    /// The volume's mount, whose access-time options the backing mount follows.
+    mount: VolumeMount,
+    /// The daemon's private mount of the backing directory.
+    backing: BackingMount,
 }
 
 impl DiskFs {
@@ -86,6 +95,15 @@ impl DiskFs {
             };
             format!("backing directory {shown}: {why}")
         })?;
+        let (backing, root) = match BackingMount::clone_of(root.as_fd()) {
+            Ok((m, clone)) => (m, clone),
+            Err(e) => {
+                log::warn!(
+                    "{shown}: no private mount of it ({e}): access times follow the node's mount options, not the volume's"
+                );
+                (BackingMount::none(), root)
+            }
+        };
         handle::supported(root.as_fd()).map_err(|e| {
             format!("backing directory {shown}: its filesystem gives no usable file handles ({e})")
         })?;
@@ -120,7 +138,15 @@ impl DiskFs {
             usage,
             size_limited: size.is_some(),
             inodes_limited: inodes.is_some(),
+            mount: VolumeMount::default(),
+            backing,
         })
+    }
+
+    /// Gives the backing mount the volume mount's access-time options, before a read
+    /// (by the daemon, or by the kernel through a file being opened) may update one.
+    fn follow_volume_mount(&self) {
+        self.backing.follow(self.mount.options());
     }
 }
 
@@ -136,6 +162,9 @@ pub fn metadata_allowance(block_limit: u64) -> u64 {
 impl Backend for DiskFs {
     fn usage(&self) -> &Usage {
         &self.usage
+    }
+    fn volume_mount(&self) -> &VolumeMount {
+        &self.mount
     }
 
     fn medium(&self) -> &'static str {
@@ -199,6 +228,7 @@ impl Backend for DiskFs {
         self.do_rename(parent, name, newparent, newname, flags)
     }
     fn open(&self, ino: Ino, flags: i32) -> Result<Opened> {
+        self.follow_volume_mount();
         self.open_node(self.nodes.get(ino)?, flags, None)
     }
     fn create(
@@ -209,6 +239,7 @@ impl Backend for DiskFs {
         mode: u32,
         flags: i32,
     ) -> Result<(Attr, Opened)> {
+        self.follow_volume_mount();
         let open = libc::O_CREAT | libc::O_EXCL | data::backing_flags(flags);
         let (attr, fd) = self.make(who, parent, name, 0, |dir, n| {
             let mode = namespace::creation_mode(who, dir, mode)?;
@@ -218,6 +249,7 @@ impl Backend for DiskFs {
         Ok((attr, opened))
     }
     fn read(&self, _ino: Ino, fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
+        self.follow_volume_mount();
         self.do_read(fh, offset, size, buf)
     }
     fn write(
@@ -240,6 +272,7 @@ impl Backend for DiskFs {
         self.do_fsync(fh, datasync)
     }
     fn opendir(&self, ino: Ino, _flags: i32) -> Result<Fh> {
+        self.follow_volume_mount();
         let node = self.nodes.get(ino)?;
         if node.kind != FileKind::Directory {
             return Err(Errno::ENOTDIR);
@@ -265,6 +298,7 @@ impl Backend for DiskFs {
         plus: bool,
         add: &mut dyn FnMut(&DirEntry<'_>) -> bool,
     ) -> Result<()> {
+        self.follow_volume_mount();
         self.do_readdir(ino, fh, offset, plus, add)
     }
     fn releasedir(&self, _ino: Ino, fh: Fh) -> Result<()> {

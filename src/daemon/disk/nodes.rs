@@ -180,6 +180,12 @@ impl Nodes {
         self.root_fd.as_fd()
     }
 
+    /// Reaches the backing directory (and opens file handles) through `fd` from now on:
+    /// the same directory on another mount (`backing_mount.rs`). Before serving only.
+    pub fn set_root(&mut self, fd: OwnedFd) {
+        self.root_fd = Arc::new(fd);
+    }
+
     fn new_node(&self, ino: Ino, st: &libc::stat, handle: Handle) -> Result<Arc<Node>> {
         Ok(Arc::new(Node {
             ino,

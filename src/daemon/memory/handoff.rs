@@ -162,6 +162,7 @@ impl Transfer for MemoryFs {
             store,
             rename_lock: Mutex::new(()),
             listings,
+            mount: Default::default(), // told where the volume is when it serves
         };
         fs.check()?;
         Ok(fs)

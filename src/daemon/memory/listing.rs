@@ -7,6 +7,9 @@
 //! started again from offset 0 (`rewinddir`, which POSIX says sees the directory as a new
 //! `opendir` would). Entries inserted after that are not listed by this handle.
 //!
+//! Listing a directory updates its access time (unless it was opened `O_NOATIME`), as
+//! the volume's mount options say (`nodiratime` among them).
+//!
 //! Handles are numbered from 1 and travel in a hand-off (state format 3). Handle 0 is a
 //! directory opened by a daemon that recorded no end (format 1 or 2): it lists to the
 //! directory's current end, as those daemons did.
@@ -46,6 +49,11 @@ impl Default for Listings {
 }
 
 impl Listings {
+    /// Whether listing `fh` leaves the directory's access time alone (`O_NOATIME`).
+    fn noatime(&self, fh: Fh) -> bool {
+        self.open.get(&fh).is_some_and(|l| l.noatime)
+    }
+
     /// The end of `fh`'s listing resuming at `offset` in a directory whose next cookie is
     /// `next`: from offset 0 the listing starts again and ends at `next`.
     fn end(&self, fh: Fh, offset: u64, next: u64) -> u64 {
@@ -136,6 +144,7 @@ impl MemoryFs {
             return Err(Errno::ENOTDIR);
         };
         let end = self.listings.end(fh, offset, dir.next_cookie());
+        self.accessed(&d, self.listings.noatime(fh));
         // The kernel takes no lookup for `.` and `..`, and ignores their attributes.
         let own = plus.then(|| d.attr_with(&body));
         let dots = [(OsStr::new("."), d.ino), (OsStr::new(".."), d.parent())];

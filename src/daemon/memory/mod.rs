@@ -27,6 +27,7 @@ mod xattr;
 
 pub use reclaim::spawn_reclaimer;
 
+use crate::daemon::fs::mount_options::VolumeMount;
 use crate::daemon::fs::usage::Usage;
 use crate::daemon::fs::*;
 use dashmap::DashMap;
@@ -46,6 +47,8 @@ pub struct MemoryFs {
     rename_lock: Mutex<()>,
     /// Open directories (`listing.rs`).
     listings: listing::Listings,
+    /// The volume's mount, whose options decide access times.
+    mount: VolumeMount,
 }
 
 impl MemoryFs {
@@ -59,6 +62,7 @@ impl MemoryFs {
             store: store::Store::new(bytes)?,
             rename_lock: Mutex::new(()),
             listings: Default::default(),
+            mount: Default::default(),
         };
         fs.usage.preload(0, 1);
         let now = SystemTime::now();
@@ -161,6 +165,9 @@ impl Backend for MemoryFs {
     fn usage(&self) -> &Usage {
         &self.usage
     }
+    fn volume_mount(&self) -> &VolumeMount {
+        &self.mount
+    }
 
     fn medium(&self) -> &'static str {
         "memory"
@@ -250,8 +257,8 @@ impl Backend for MemoryFs {
     ) -> Result<()> {
         self.do_rename(parent, name, newparent, newname, flags)
     }
-    fn open(&self, ino: Ino, _flags: i32) -> Result<Opened> {
-        self.do_open(&self.get(ino)?)
+    fn open(&self, ino: Ino, flags: i32) -> Result<Opened> {
+        self.do_open(&self.get(ino)?, flags)
     }
     fn create(
         &self,
@@ -259,7 +266,7 @@ impl Backend for MemoryFs {
         parent: Ino,
         name: &OsStr,
         mode: u32,
-        _flags: i32,
+        flags: i32,
     ) -> Result<(Attr, Opened)> {
         let attr = self.make(
             who,
@@ -271,10 +278,10 @@ impl Backend for MemoryFs {
             Body::File(Default::default()),
             0,
         )?;
-        Ok((attr, self.do_open(&self.get(attr.ino)?)?))
+        Ok((attr, self.do_open(&self.get(attr.ino)?, flags)?))
     }
-    fn read(&self, ino: Ino, _fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
-        self.do_read(ino, offset, size, buf)
+    fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
+        self.do_read(ino, fh, offset, size, buf)
     }
     fn write(
         &self,
@@ -342,13 +349,13 @@ impl Backend for MemoryFs {
     fn copy_file_range(
         &self,
         ino_in: Ino,
-        _fh_in: Fh,
+        fh_in: Fh,
         offset_in: u64,
         ino_out: Ino,
         _fh_out: Fh,
         offset_out: u64,
         len: u64,
     ) -> Result<u32> {
-        self.do_copy_file_range(ino_in, offset_in, ino_out, offset_out, len)
+        self.do_copy_file_range(ino_in, fh_in, offset_in, ino_out, offset_out, len)
     }
 }

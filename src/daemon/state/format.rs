@@ -14,7 +14,8 @@
 //! Versions: 1, the backend's state; 2 (issue 16), then the mode of every open file
 //! (`fuse/iomode.rs`). A volume taken over from a version 1 state caches every open.
 //! 3 (issue 20): a memory volume's state ends with its open directories (where each
-//! listing ends, `memory/listing.rs`).
+//! listing ends, `memory/listing.rs`), a disk volume's with its private backing mount
+//! (`disk/backing_mount.rs`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
