@@ -150,6 +150,51 @@ fn xattrs(m: Medium) {
     assert_eq!(xattr_get(&v.mnt, "user.dir", 10).unwrap(), b"yes");
 }
 
+/// A value of 64 KiB (`XATTR_SIZE_MAX`) and a name of 255 bytes, as tmpfs takes them,
+/// charged to the volume. A disk volume answers as its backing filesystem does: ext4
+/// without `ea_inode` refuses a value that does not fit in one block (ENOSPC).
+fn xattr_values_of_64_kib(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let p = v.path("f");
+    write_file(&p, b"");
+    let big = vec![b'a'; 65536];
+    let before = v.used();
+    let got = xattr_set(&p, "user.long_attr", &big, 0);
+    let accepted = match m {
+        Medium::Memory => {
+            got.expect("a 64 KiB value");
+            true
+        }
+        Medium::Disk => {
+            let probe = v.backing.parent().unwrap().join("xattr-probe");
+            write_file(&probe, b"");
+            let backing = xattr_set(&probe, "user.long_attr", &big, 0);
+            assert_eq!(
+                got.as_ref().map_err(|e| e.raw_os_error()).map(drop),
+                backing.as_ref().map_err(|e| e.raw_os_error()).map(drop),
+                "as the backing filesystem answers"
+            );
+            got.is_ok()
+        }
+    };
+    if accepted {
+        assert_eq!(xattr_get(&p, "user.long_attr", 65536).unwrap(), big);
+        assert!(v.used() >= before + 65536, "charged to the volume");
+        let (c, n) = (cpath(&p), std::ffi::CString::new("user.long_attr").unwrap());
+        // SAFETY: both are NUL-terminated strings that outlive the call.
+        cvt(unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) } as i64).unwrap();
+        assert_eq!(v.used(), before, "given back");
+    }
+    let longest = format!("user.{}", "n".repeat(250));
+    xattr_set(&p, &longest, b"v", 0).expect("a name of 255 bytes");
+    assert_eq!(xattr_get(&p, &longest, 10).unwrap(), b"v");
+    assert_eq!(
+        errno(xattr_set(&p, &format!("{longest}n"), b"v", 0)),
+        libc::ERANGE
+    );
+    assert_eq!(errno(xattr_set(&p, "user.b", &[0; 65537], 0)), libc::E2BIG);
+}
+
 fn times_follow_changes(m: Medium) {
     let v = Volume::start(m, &[]);
     fs::create_dir(v.path("d")).unwrap();
@@ -292,6 +337,7 @@ on_every_medium!(
     chmod_chown_and_ctime,
     utimensat_nanoseconds,
     xattrs,
+    xattr_values_of_64_kib,
     times_follow_changes,
     new_files_belong_to_the_caller,
     permissions_are_enforced,
