@@ -336,6 +336,7 @@ impl Backend for DiskFs {
         s
     }
     fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+        names::check_xattr_name(name)?;
         let name = sys::cstr(name)?;
         // Worst case: the value in blocks of its own, plus one for the name.
         let blocks = (value.len() as u64).div_ceil(BLOCK_SIZE) + 1;
@@ -344,12 +345,15 @@ impl Backend for DiskFs {
         })
     }
     fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
+        names::check_xattr_name(name)?;
         self.do_getxattr(ino, name)
     }
     fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
-        self.do_listxattr(ino)
+        // Without what no volume gives (POSIX ACLs a backing file had before).
+        Ok(names::listable_xattrs(&self.do_listxattr(ino)?))
     }
     fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
+        names::check_xattr_name(name)?;
         let name = sys::cstr(name)?;
         self.change_xattr(ino, 0, |fd| sys::removexattr(fd.as_fd(), &name))
     }

@@ -1,7 +1,8 @@
 //! Extended attributes of one inode.
 //!
 //! Namespaces `user.`, `trusted.` and `security.` are stored; `system.` (POSIX ACLs)
-//! is refused with EOPNOTSUPP, as on a filesystem mounted without ACL support. The bytes
+//! is refused with EOPNOTSUPP, as on a filesystem mounted without ACL support
+//! ([`names::check_xattr_name`], which says why). The bytes
 //! held are charged to the volume by the caller, in whole blocks, so xattrs cannot be
 //! used to store data past the volume's limit.
 //!
@@ -11,13 +12,11 @@
 //! names of one inode, each with its NUL, take at most 64 KiB (`XATTR_LIST_MAX`), and a
 //! name past that gets ENOSPC.
 
-use crate::daemon::fs::{Errno, Result};
+use crate::daemon::fs::{Errno, Result, names};
 use crate::daemon::state::{Reader, Refused, Writer};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-/// Longest name, `XATTR_NAME_MAX`.
-const NAME_MAX: usize = 255;
 /// Largest value, `XATTR_SIZE_MAX`.
 pub const VALUE_MAX: usize = 64 * 1024;
 /// Most bytes the names of one inode take in a listing (NULs included), `XATTR_LIST_MAX`.
@@ -26,19 +25,6 @@ pub const LIST_MAX: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub struct Xattrs {
     items: Vec<(OsString, Vec<u8>)>,
-}
-
-pub fn check_namespace(name: &OsStr) -> Result<()> {
-    let b = name.as_bytes();
-    if b.is_empty() || b.len() > NAME_MAX {
-        return Err(Errno::ERANGE);
-    }
-    let known = [&b"user."[..], b"trusted.", b"security."];
-    match known.iter().find(|p| b.starts_with(p)) {
-        Some(p) if b.len() > p.len() => Ok(()),
-        Some(_) => Err(Errno::EINVAL),
-        None => Err(Errno::EOPNOTSUPP),
-    }
 }
 
 impl Xattrs {
@@ -53,7 +39,7 @@ impl Xattrs {
     }
 
     pub fn get(&self, name: &OsStr) -> Result<&[u8]> {
-        check_namespace(name)?;
+        names::check_xattr_name(name)?;
         self.items
             .iter()
             .find(|(n, _)| n == name)
@@ -63,7 +49,7 @@ impl Xattrs {
 
     /// Sets `name`; `flags` are XATTR_CREATE / XATTR_REPLACE.
     pub fn set(&mut self, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
-        check_namespace(name)?;
+        names::check_xattr_name(name)?;
         let pos = self.items.iter().position(|(n, _)| n == name);
         match (pos, flags) {
             (Some(_), libc::XATTR_CREATE) => return Err(Errno::EEXIST),
@@ -84,7 +70,7 @@ impl Xattrs {
     }
 
     pub fn remove(&mut self, name: &OsStr) -> Result<()> {
-        check_namespace(name)?;
+        names::check_xattr_name(name)?;
         let i = self
             .items
             .iter()
@@ -118,7 +104,7 @@ impl Xattrs {
         let mut x = Xattrs::default();
         for _ in 0..r.count(8)? {
             let name = OsStr::from_bytes(r.bytes()?).to_owned();
-            check_namespace(&name).map_err(|_| format!("xattr name {name:?}"))?;
+            names::check_xattr_name(&name).map_err(|_| format!("xattr name {name:?}"))?;
             let value = r.bytes()?.to_vec();
             x.items.push((name, value));
         }
