@@ -3,7 +3,7 @@
 use super::*;
 use crate::harness::*;
 use std::fs::{self};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, symlink};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, symlink};
 use std::path::Path;
 
 fn hard_links_share_an_inode(m: Medium) {
@@ -306,6 +306,27 @@ fn a_listing_ends_when_its_entries_are_renamed_during_it(m: Medium) {
     unsafe { libc::closedir(dir) };
 }
 
+/// `open(dir, O_TMPFILE)` gets EOPNOTSUPP (tmpfs makes the file): fuser 0.18 does not
+/// know the kernel's `FUSE_TMPFILE` and answers it with ENOSYS itself, which the kernel
+/// turns into EOPNOTSUPP, as for any filesystem without it. A change here must change
+/// the README ("O_TMPFILE") too.
+fn o_tmpfile_is_not_supported(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let open_tmpfile = || {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o600)
+            .open(&v.mnt)
+    };
+    assert_eq!(errno(open_tmpfile()), libc::EOPNOTSUPP);
+    assert_eq!(errno(open_tmpfile()), libc::EOPNOTSUPP, "and again");
+    assert_eq!(fs::read_dir(&v.mnt).unwrap().count(), 0, "nothing was made");
+    // A named temporary file, the usual fallback, works.
+    write_file(&v.path("tmp"), b"x");
+}
+
 fn inode_numbers_are_distinct_and_stable(m: Medium) {
     let v = Volume::start(m, &[]);
     let mut inos = std::collections::HashSet::new();
@@ -353,5 +374,6 @@ on_every_medium!(
     names_at_the_limit,
     readdir_while_changing,
     a_listing_ends_when_its_entries_are_renamed_during_it,
+    o_tmpfile_is_not_supported,
     inode_numbers_are_distinct_and_stable,
 );
