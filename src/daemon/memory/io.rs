@@ -67,9 +67,9 @@ impl MemoryFs {
         atime::due(rule, m.atime, m.mtime, m.ctime, SystemTime::now())
     }
 
-    /// A read of `inode` through handle `fh` (a file's) was served, or `fh` is a
-    /// directory's listing that may touch its atime (`noatime`: it may not): updates the
-    /// atime as the volume's mount options say.
+    /// A read of `inode` (a file's data, a directory's entries) was served: updates its
+    /// atime as the volume's mount options say, unless the reader opened it `O_NOATIME`
+    /// (`noatime`).
     pub(super) fn accessed(&self, inode: &Inode, noatime: bool) {
         if noatime {
             return;
