@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs, as root on Debian, what the tests drive: fio (data verification), attr
-# (setfattr/getfattr), libcap2-bin (setcap/getcap), fuse3 (fusermount3, for people unmounting by hand), util-linux
-# (setpriv), git and PostgreSQL (real programs run on volumes), e2fsprogs (an ext4 the
-# durability tests crash), bindfs (a backing filesystem the wedge tests stop), and the conformance
+# (setfattr/getfattr), acl (setfacl/getfacl), libcap2-bin (setcap/getcap), fuse3
+# (fusermount3, for people unmounting by hand), util-linux (setpriv), git and PostgreSQL
+# (real programs run on volumes), e2fsprogs (an ext4 the durability tests crash), bindfs
+# (a backing filesystem the wedge tests stop), and the conformance
 # suites pjdfstest and fsx (fsx-rs) at pinned versions in /usr/local/bin; makes sure the
 # users pjdfstest acts as exist. Does nothing when all of it is there already.
 set -euo pipefail
@@ -13,6 +14,7 @@ NEXTEST_VERSION=0.9.143
 need=()
 command -v fio >/dev/null || need+=(fio)
 command -v setfattr >/dev/null || need+=(attr)
+command -v setfacl >/dev/null || need+=(acl)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v setcap >/dev/null || need+=(libcap2-bin)

@@ -55,6 +55,33 @@ fn a_restarted_daemon_serves_the_same_data_and_usage() {
     v.assert_counters_match_backing();
 }
 
+/// A daemon started again on the backing directory reaches it through a private mount
+/// of its own again: its walk at start leaves access times alone, and the new mount's
+/// options decide them (relatime, then noatime after a remount).
+#[test]
+fn a_restarted_daemon_follows_its_new_mount_options() {
+    use crate::posix::atime::*;
+    let mut v = Volume::start(Medium::Disk, &[]);
+    fs::create_dir(v.path("d")).unwrap();
+    fs::write(v.path("d/f"), b"data").unwrap();
+    v.restart_after(|backing| set_atime(&backing.join("d"), Y2020));
+    assert_eq!(
+        atime(&v.backing.join("d")).0,
+        Y2020,
+        "the walk at start left it"
+    );
+    let f = v.path("d/f");
+    set_atime(&f, Y2020);
+    read_all(&f);
+    assert!(is_now(&f), "relatime, a new mount's default");
+    remount(&v.mnt, "noatime");
+    eventually("reads under noatime to leave the atime", SOON, || {
+        set_atime(&f, Y2020);
+        read_all(&f);
+        atime(&f).0 == Y2020
+    });
+}
+
 #[test]
 fn a_daemon_started_over_too_much_data_refuses_more() {
     let mut v = Volume::start(Medium::Disk, &["--size-limit", "1Mi"]);

@@ -20,6 +20,9 @@ impl Backend for PanicsOnName {
     fn usage(&self) -> &usage::Usage {
         self.0.usage()
     }
+    fn volume_mount(&self) -> &mount_options::VolumeMount {
+        self.0.volume_mount()
+    }
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr> {
         assert!(name != TRIGGER, "injected panic in lookup");
         self.0.lookup(parent, name)
@@ -85,8 +88,8 @@ impl Backend for PanicsOnName {
     fn fsync(&self, ino: Ino, fh: Fh, ds: bool) -> Result<()> {
         self.0.fsync(ino, fh, ds)
     }
-    fn opendir(&self, ino: Ino) -> Result<Fh> {
-        self.0.opendir(ino)
+    fn opendir(&self, ino: Ino, f: i32) -> Result<Fh> {
+        self.0.opendir(ino, f)
     }
     fn readdir(
         &self,

@@ -45,7 +45,7 @@ mod kubelet;
 mod limits;
 mod load;
 mod onecopy;
-mod posix;
+pub mod posix;
 mod programs;
 mod refusals;
 mod setup;

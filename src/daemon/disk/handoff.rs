@@ -1,8 +1,10 @@
 //! A disk volume handed to a successor: the node table, the open files and directories
 //! with their descriptors (an open file's backing descriptor, and its `O_DIRECT` one,
-//! go as they are, so a file unlinked while open stays reachable), the usage counters
-//! and the limits. Nothing is walked again: the counters are the predecessor's.
+//! go as they are, so a file unlinked while open stays reachable), the usage counters,
+//! the limits and (format 3 on) the private backing mount. Nothing is walked again: the
+//! counters are the predecessor's.
 
+use super::backing_mount::BackingMount;
 use super::data::{OpenDir, OpenFile};
 use super::nodes::Nodes;
 use super::{DIRENT_BUF, DiskFs};
@@ -52,6 +54,9 @@ impl Transfer for DiskFs {
             w.u64(fh);
             w.u64(FdTable::push(fds, d.fd.as_raw_fd()));
         }
+        if w.version() >= 3 {
+            self.backing.write_state(w, fds);
+        }
         Ok(())
     }
 
@@ -59,7 +64,7 @@ impl Transfer for DiskFs {
         let dev = r.u64()?;
         let (size_limited, inodes_limited) = (r.bool()?, r.bool()?);
         let usage = Usage::from_snapshot(UsageSnapshot::read(r)?);
-        let nodes = Nodes::read_state(r, fds)?;
+        let mut nodes = Nodes::read_state(r, fds)?;
         let next_fh = r.u64()?;
         let files = DashMap::new();
         let mut opens: HashMap<u64, u32> = HashMap::new();
@@ -105,6 +110,23 @@ impl Transfer for DiskFs {
                 }),
             );
         }
+        let backing = if r.version() >= 3 {
+            BackingMount::read_state(r, fds)?
+        } else {
+            // The predecessor opened files through the node's mount: clone it now.
+            match BackingMount::clone_of(nodes.root_fd()) {
+                Ok((m, root)) => {
+                    nodes.set_root(root);
+                    m
+                }
+                Err(e) => {
+                    log::warn!(
+                        "no private backing mount ({e}): access times follow the node's mount"
+                    );
+                    BackingMount::none()
+                }
+            }
+        };
         let fs = DiskFs {
             nodes,
             dev,
@@ -116,6 +138,8 @@ impl Transfer for DiskFs {
             inodes_limited,
             node_free: AtomicU64::new(u64::MAX / BLOCK_SIZE),
             node_free_inodes: AtomicU64::new(u64::MAX / 2),
+            mount: Default::default(), // told where the volume is when it serves
+            backing,
         };
         fs.statfs(); // the node's free space, measured before anyone asks
         Ok(fs)

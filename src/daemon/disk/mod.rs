@@ -9,7 +9,9 @@
 //! - `data.rs`: open files, data, sizes, attributes and xattrs;
 //! - `direct.rs`: `O_DIRECT` passed through to the backing file;
 //! - `caps.rs`: remembering that a node has no `security.capability` (asked per write).
-//! - `passthrough.rs`: files the kernel reads and maps itself, kept without holes.
+//! - `passthrough.rs`: files the kernel reads and maps itself, kept without holes;
+//! - `backing_mount.rs`: the daemon's private mount of the backing directory, whose
+//!   access-time options follow the volume's mount.
 //!
 //! # Safety against the served tree
 //! The daemon never resolves a path built from names: every call starts from a descriptor
@@ -24,6 +26,7 @@
 //! its own: `statfs` shows the backing filesystem, as kubelet's disk emptyDir does.
 
 mod account;
+mod backing_mount;
 mod caps;
 mod creds;
 mod data;
@@ -38,8 +41,10 @@ mod trouble;
 
 pub use account::scan;
 
+use crate::daemon::fs::mount_options::VolumeMount;
 use crate::daemon::fs::usage::Usage;
 use crate::daemon::fs::*;
+use backing_mount::BackingMount;
 use dashmap::DashMap;
 use data::{OpenDir, OpenFile};
 use nodes::Nodes;
@@ -68,6 +73,10 @@ pub struct DiskFs {
     /// `statfs` measured them.
     node_free: AtomicU64,
     node_free_inodes: AtomicU64,
+    /// The volume's mount, whose access-time options the backing mount follows.
+    mount: VolumeMount,
+    /// The daemon's private mount of the backing directory.
+    backing: BackingMount,
 }
 
 impl DiskFs {
@@ -94,6 +103,15 @@ impl DiskFs {
             };
             format!("backing directory {shown}: {why}")
         })?;
+        let (backing, root) = match BackingMount::clone_of(root.as_fd()) {
+            Ok((m, clone)) => (m, clone),
+            Err(e) => {
+                log::warn!(
+                    "{shown}: no private mount of it ({e}): access times follow the node's mount options, not the volume's"
+                );
+                (BackingMount::none(), root)
+            }
+        };
         handle::supported(root.as_fd()).map_err(|e| {
             format!("backing directory {shown}: its filesystem gives no usable file handles ({e})")
         })?;
@@ -128,9 +146,17 @@ impl DiskFs {
             inodes_limited: inodes.is_some(),
             node_free: AtomicU64::new(u64::MAX / BLOCK_SIZE),
             node_free_inodes: AtomicU64::new(u64::MAX / 2),
+            mount: VolumeMount::default(),
+            backing,
         };
         fs.statfs(); // the node's free space, measured once before anyone asks
         Ok(fs)
+    }
+
+    /// Gives the backing mount the volume mount's access-time options, before a read
+    /// (by the daemon, or by the kernel through a file being opened) may update one.
+    fn follow_volume_mount(&self) {
+        self.backing.follow(self.mount.options());
     }
 }
 
@@ -146,6 +172,9 @@ pub fn metadata_allowance(block_limit: u64) -> u64 {
 impl Backend for DiskFs {
     fn usage(&self) -> &Usage {
         &self.usage
+    }
+    fn volume_mount(&self) -> &VolumeMount {
+        &self.mount
     }
 
     fn medium(&self) -> &'static str {
@@ -215,6 +244,7 @@ impl Backend for DiskFs {
         self.do_rename(parent, name, newparent, newname, flags)
     }
     fn open(&self, ino: Ino, flags: i32) -> Result<Opened> {
+        self.follow_volume_mount();
         self.open_node(self.nodes.get(ino)?, flags, None)
     }
     fn create(
@@ -225,6 +255,7 @@ impl Backend for DiskFs {
         mode: u32,
         flags: i32,
     ) -> Result<(Attr, Opened)> {
+        self.follow_volume_mount();
         let open = libc::O_CREAT | libc::O_EXCL | data::backing_flags(flags);
         let (attr, fd) = self.make(who, parent, name, 0, |dir, n| {
             let mode = namespace::creation_mode(who, dir, mode)?;
@@ -234,6 +265,7 @@ impl Backend for DiskFs {
         Ok((attr, opened))
     }
     fn read(&self, _ino: Ino, fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
+        self.follow_volume_mount();
         self.do_read(fh, offset, size, buf)
     }
     fn write(
@@ -255,7 +287,8 @@ impl Backend for DiskFs {
     fn fsync(&self, _ino: Ino, fh: Fh, datasync: bool) -> Result<()> {
         self.do_fsync(fh, datasync)
     }
-    fn opendir(&self, ino: Ino) -> Result<Fh> {
+    fn opendir(&self, ino: Ino, _flags: i32) -> Result<Fh> {
+        self.follow_volume_mount();
         let node = self.nodes.get(ino)?;
         if node.kind != FileKind::Directory {
             return Err(Errno::ENOTDIR);
@@ -281,6 +314,7 @@ impl Backend for DiskFs {
         plus: bool,
         add: &mut dyn FnMut(&DirEntry<'_>) -> bool,
     ) -> Result<()> {
+        self.follow_volume_mount();
         self.do_readdir(ino, fh, offset, plus, add)
     }
     fn releasedir(&self, _ino: Ino, fh: Fh) -> Result<()> {
@@ -324,6 +358,7 @@ impl Backend for DiskFs {
         s
     }
     fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
+        names::check_xattr_name(name)?;
         let name = sys::cstr(name)?;
         // Worst case: the value in blocks of its own, plus one for the name.
         let blocks = (value.len() as u64).div_ceil(BLOCK_SIZE) + 1;
@@ -332,12 +367,15 @@ impl Backend for DiskFs {
         })
     }
     fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>> {
+        names::check_xattr_name(name)?;
         self.do_getxattr(ino, name)
     }
     fn listxattr(&self, ino: Ino) -> Result<Vec<u8>> {
-        self.do_listxattr(ino)
+        // Without what no volume gives (POSIX ACLs a backing file had before).
+        Ok(names::listable_xattrs(&self.do_listxattr(ino)?))
     }
     fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<()> {
+        names::check_xattr_name(name)?;
         let name = sys::cstr(name)?;
         self.change_xattr(ino, 0, |fd| sys::removexattr(fd.as_fd(), &name))
     }

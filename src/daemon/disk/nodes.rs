@@ -216,6 +216,12 @@ impl Nodes {
         self.root_fd.as_fd()
     }
 
+    /// Reaches the backing directory (and opens file handles) through `fd` from now on:
+    /// the same directory on another mount (`backing_mount.rs`). Before serving only.
+    pub fn set_root(&mut self, fd: OwnedFd) {
+        self.root_fd = Arc::new(fd);
+    }
+
     /// A node for the inode of `handle` numbered `ino`, with one kernel reference. Its
     /// generation is the one it had when the kernel forgot it, if it did; else derived.
     fn new_node(&self, ino: Ino, st: &libc::stat, handle: Handle) -> Result<Arc<Node>> {

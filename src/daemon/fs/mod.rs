@@ -23,11 +23,15 @@
 //! - Limits: every operation that takes space or an inode reserves it first from the
 //!   volume's [`usage::Usage`], so usage can never pass the limit, and gives it back when
 //!   the space is freed.
+//! - Access times: reads update them as the options of the volume's mount say
+//!   ([`atime`], [`mount_options`]); the kernel never does for a FUSE inode.
 
+pub mod atime;
 mod attr;
 pub mod creds;
 mod errno;
 pub mod killpriv;
+pub mod mount_options;
 pub mod names;
 pub mod ratelimit;
 pub mod usage;
@@ -52,6 +56,9 @@ pub trait Backend: Send + Sync + 'static {
     /// The volume's limits and what is used of them (lock-free counters: reading them
     /// never waits for a request, nor touches a backing filesystem).
     fn usage(&self) -> &usage::Usage;
+    /// The volume's mount, whose options decide when reads update access times; the
+    /// daemon tells it where the volume is mounted once it is.
+    fn volume_mount(&self) -> &mount_options::VolumeMount;
 
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr>;
     /// The inode numbered `ino` (a LOOKUP of `.` in `ino`: the kernel decodes a file
@@ -118,7 +125,8 @@ pub trait Backend: Send + Sync + 'static {
     fn release(&self, ino: Ino, fh: Fh) -> Result<()>;
     fn fsync(&self, ino: Ino, fh: Fh, datasync: bool) -> Result<()>;
 
-    fn opendir(&self, ino: Ino) -> Result<Fh>;
+    /// `flags` are the `open(2)` flags.
+    fn opendir(&self, ino: Ino, flags: i32) -> Result<Fh>;
     /// Lists entries from `offset` on, calling `add` for each until it returns false
     /// (the reply is full). With `plus`, entries carry attributes and count as lookups.
     fn readdir(

@@ -405,9 +405,9 @@ impl<B: Backend> Filesystem for Adapter<B> {
         )
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let _pass = self.gate.pass();
-        let r = self.guard("opendir", |b| b.opendir(ino.0));
+        let r = self.guard("opendir", |b| b.opendir(ino.0, flags.0));
         answer!(reply, r, |fh| reply
             .opened(FileHandle(fh), FopenFlags::empty()))
     }

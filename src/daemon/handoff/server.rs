@@ -198,7 +198,13 @@ fn offer<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd) -> Result<(), String> {
     // A state as a build from before format 2 wrote it (this daemon cached every open
     // and told the kernel generation 0 as such a build did), to test taking over from one.
     let as_format_1 = fault("state-format-1");
-    let mut w = Writer::for_version(if as_format_1 { 1 } else { FORMAT_VERSION });
+    let version = match () {
+        _ if as_format_1 => 1,
+        _ if fault("state-format-newer") => FORMAT_VERSION + 1,
+        _ if fault("state-format-older") => OLDEST_FORMAT - 1,
+        _ => FORMAT_VERSION,
+    };
+    let mut w = Writer::writing(if as_format_1 { 1 } else { FORMAT_VERSION });
     Common {
         medium: d.backend.medium().to_string(),
         mountpoint: d.mountpoint.display().to_string(),
@@ -210,15 +216,9 @@ fn offer<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd) -> Result<(), String> {
     d.backend
         .export(&mut w, &mut fds)
         .map_err(|e| format!("writing the state: {e}"))?;
-    if !as_format_1 {
+    if w.version() >= 2 {
         d.io.export(&mut w);
     }
-    let version = match () {
-        _ if as_format_1 => 1,
-        _ if fault("state-format-newer") => FORMAT_VERSION + 1,
-        _ if fault("state-format-older") => OLDEST_FORMAT - 1,
-        _ => FORMAT_VERSION,
-    };
     let mut state = w.finish(version);
     if fault("state-damaged") {
         let mid = state.len() / 2;

@@ -5,6 +5,11 @@
 //! it (they may or may not be seen), removed ones vanish, and no entry is ever returned
 //! twice or skipped, which is what POSIX asks of `readdir` under concurrent change.
 //! Cookies 1 and 2 are `.` and `..`.
+//!
+//! A renamed entry is removed and inserted again, with a new cookie: a listing that
+//! renames what it meets would meet it again, forever, if it did not stop at the cookie
+//! the directory would have given next when the listing began (`listing.rs` keeps that
+//! end per open directory).
 
 use crate::daemon::fs::{FileKind, Ino};
 use crate::daemon::state::{Reader, Refused, Writer};
@@ -84,12 +89,18 @@ impl Dir {
         }
     }
 
-    /// Entries whose cookie is greater than `offset`, in cookie order, with the cookie
-    /// at which to resume after each.
-    pub fn after(&self, offset: u64) -> impl Iterator<Item = (u64, &OsStr, Entry)> {
+    /// The cookie the next entry inserted will get: a listing that starts now ends
+    /// before it.
+    pub fn next_cookie(&self) -> u64 {
+        self.next_cookie
+    }
+
+    /// Entries whose cookie is greater than `offset` and less than `end`, in cookie
+    /// order, with the cookie at which to resume after each.
+    pub fn after(&self, offset: u64, end: u64) -> impl Iterator<Item = (u64, &OsStr, Entry)> {
         let start = offset.max(FIRST_COOKIE - 1) + 1;
         self.by_cookie
-            .range(start..)
+            .range(start..end.max(start))
             .map(|(&cookie, name)| (cookie, &**name, self.by_name[name]))
     }
 }
@@ -144,7 +155,7 @@ mod tests {
     use super::*;
 
     fn names(d: &Dir, offset: u64) -> Vec<String> {
-        d.after(offset)
+        d.after(offset, u64::MAX)
             .map(|(_, n, _)| n.to_string_lossy().into_owned())
             .collect()
     }
@@ -155,12 +166,40 @@ mod tests {
         for (i, n) in ["a", "b", "c", "d"].iter().enumerate() {
             d.insert(OsStr::new(n), 10 + i as u64, FileKind::Regular);
         }
-        let (resume, _, _) = d.after(0).nth(1).unwrap(); // listed a, b
+        let (resume, _, _) = d.after(0, u64::MAX).nth(1).unwrap(); // listed a, b
         d.remove(OsStr::new("a"));
         d.remove(OsStr::new("c"));
         d.insert(OsStr::new("a"), 20, FileKind::Regular); // re-added: comes last
         assert_eq!(names(&d, resume), ["d", "a"]);
         assert_eq!(names(&d, 0), ["b", "d", "a"]);
         assert_eq!(d.size(), 5 * 20);
+    }
+
+    #[test]
+    fn a_listing_ends_where_the_directory_ended_when_it_began() {
+        let mut d = Dir::default();
+        for n in ["f0", "f1", "f2"] {
+            d.insert(OsStr::new(n), 10, FileKind::Regular);
+        }
+        let end = d.next_cookie();
+        let mut seen = Vec::new();
+        let mut offset = 0;
+        // Each entry met is renamed away and back, as a scandir loop might.
+        loop {
+            let met = d.after(offset, end).next();
+            let Some((cookie, name, e)) = met.map(|(c, n, e)| (c, n.to_owned(), e)) else {
+                break;
+            };
+            d.remove(&name);
+            d.insert(&name, e.ino, e.kind);
+            seen.push(name.to_string_lossy().into_owned());
+            offset = cookie;
+        }
+        assert_eq!(seen, ["f0", "f1", "f2"]);
+        assert_eq!(
+            names(&d, 0),
+            ["f0", "f1", "f2"],
+            "all three are still there"
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! A memory volume handed to a successor: the inode table (every inode the kernel
 //! knows, with its number, lookup and open counts; names, attributes, xattrs, symlink
-//! targets and block maps), the volume's generation (from format 3), the usage counters
-//! and the slot allocator go in the state;
-//! the data stays in the memfd, whose descriptor goes with it (shared, never copied).
+//! targets and block maps), the volume's generation, the usage counters, the slot
+//! allocator and the open directories (where each listing ends; these two from format 3
+//! on) go in the state; the data stays in the memfd, whose descriptor goes with it
+//! (shared, never copied).
 //!
 //! What is read back is checked before it is served: entries name inodes of the table,
 //! a slot is used by one block of one file and is not free, usage equals what the inodes
@@ -12,6 +13,7 @@ use super::MemoryFs;
 use super::dir::Dir;
 use super::file::FileData;
 use super::inode::{Body, Inode, Meta, SHORT_SYMLINK};
+use super::listing::Listings;
 use super::store::Store;
 use super::xattr::Xattrs;
 use crate::daemon::fs::Transfer;
@@ -128,6 +130,9 @@ impl Transfer for MemoryFs {
         for i in &inodes {
             write_inode(w, i);
         }
+        if w.version() >= 3 {
+            self.listings.write_state(w);
+        }
         Ok(())
     }
 
@@ -150,6 +155,14 @@ impl Transfer for MemoryFs {
                 return Err("an inode number twice".into());
             }
         }
+        let listings = if r.version() >= 3 {
+            Listings::read_state(r, |ino| match &*table.get(&ino)?.body() {
+                Body::Dir(d) => Some(d.next_cookie()),
+                _ => None,
+            })?
+        } else {
+            Listings::default() // the kernel's open directories are all handle 0
+        };
         let fs = MemoryFs {
             table,
             next_ino: AtomicU64::new(next_ino),
@@ -157,6 +170,8 @@ impl Transfer for MemoryFs {
             usage,
             store,
             rename_lock: Mutex::new(()),
+            listings,
+            mount: Default::default(), // told where the volume is when it serves
         };
         fs.check()?;
         Ok(fs)

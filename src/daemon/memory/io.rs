@@ -1,7 +1,21 @@
 //! Open files, data and attribute changes.
+//!
+//! # Access times
+//! A read that reaches the daemon updates the file's atime as the volume's mount options
+//! say ([`atime`]). The kernel keeps a memory volume's file pages across opens
+//! (`KEEP_CACHE`) and serves reads from them without a request, so an open that a read
+//! should update the atime of (under `relatime`: the file changed since it was last read,
+//! or that was a day ago; `strictatime`: always) is answered without `KEEP_CACHE`: the
+//! kernel drops the file's pages, and the open's first read reaches the daemon. Opens
+//! after that keep the cache until the file changes again. So under `relatime` a file
+//! read over and over is read from the page cache; the first read after each change is
+//! read from the daemon. What the page cache still serves without a request: reads of
+//! pages an open file (or a mapping) already has, after the file changed through another
+//! open file; reading an empty file or past the end.
 
 use super::MemoryFs;
 use super::inode::{Body, Inode};
+use crate::daemon::fs::atime;
 use crate::daemon::fs::*;
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -11,6 +25,10 @@ use std::time::SystemTime;
 /// The most one `copy_file_range` request copies; callers loop on short copies.
 const COPY_CHUNK: u64 = 16 << 20;
 
+/// A memory volume's file handle says one thing: that the file was opened `O_NOATIME`
+/// (its reads leave the atime alone). Otherwise it is 0.
+const NOATIME_FH: Fh = 1;
+
 fn resolve(t: SetTime, now: SystemTime) -> SystemTime {
     match t {
         SetTime::Now => now,
@@ -19,7 +37,8 @@ fn resolve(t: SetTime, now: SystemTime) -> SystemTime {
 }
 
 impl MemoryFs {
-    pub(super) fn do_open(&self, inode: &Arc<Inode>) -> Result<Opened> {
+    /// Opens `inode` with the `open(2)` `flags`.
+    pub(super) fn do_open(&self, inode: &Arc<Inode>, flags: i32) -> Result<Opened> {
         if inode.kind == FileKind::Directory {
             return Err(Errno::EISDIR);
         }
@@ -29,12 +48,38 @@ impl MemoryFs {
             inode.opens.fetch_sub(1, Relaxed);
             return Err(Errno::ESTALE);
         }
+        let noatime = flags & libc::O_NOATIME != 0;
+        let reads = flags & libc::O_ACCMODE != libc::O_WRONLY;
         // Every change to the data passes through this daemon and the kernel, so the
-        // kernel's page cache stays valid across opens.
+        // kernel's page cache stays valid across opens; but a read that should update
+        // the atime must reach the daemon (see the module's doc).
+        let keep_cache = !(reads && !noatime && self.atime_due(inode));
         Ok(Opened {
-            fh: 0,
-            keep_cache: true,
+            fh: if noatime { NOATIME_FH } else { 0 },
+            keep_cache,
         })
+    }
+
+    /// Whether a read of `inode` now would update its atime.
+    fn atime_due(&self, inode: &Inode) -> bool {
+        let rule = self.mount.options().rule(inode.kind);
+        let m = inode.meta();
+        atime::due(rule, m.atime, m.mtime, m.ctime, SystemTime::now())
+    }
+
+    /// A read of `inode` (a file's data, a directory's entries) was served: updates its
+    /// atime as the volume's mount options say, unless the reader opened it `O_NOATIME`
+    /// (`noatime`).
+    pub(super) fn accessed(&self, inode: &Inode, noatime: bool) {
+        if noatime {
+            return;
+        }
+        let rule = self.mount.options().rule(inode.kind);
+        let now = SystemTime::now();
+        let mut m = inode.meta();
+        if atime::due(rule, m.atime, m.mtime, m.ctime, now) {
+            m.atime = now;
+        }
     }
 
     pub(super) fn do_setattr(&self, ino: Ino, set: &SetAttr) -> Result<Attr> {
@@ -84,19 +129,24 @@ impl MemoryFs {
         Ok(inode.attr_with(&body))
     }
 
+    /// Reads for open file `fh`, updating the atime (before the kernel is answered: it
+    /// asks for the attributes again after a read).
     pub(super) fn do_read(
         &self,
         ino: Ino,
+        fh: Fh,
         offset: u64,
         size: u32,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
         let inode = self.get(ino)?;
         match &*inode.body() {
-            Body::File(f) => f.read(offset, size as usize, buf, &self.store),
-            Body::Dir(_) => Err(Errno::EISDIR),
-            _ => Err(Errno::EINVAL),
+            Body::File(f) => f.read(offset, size as usize, buf, &self.store)?,
+            Body::Dir(_) => return Err(Errno::EISDIR),
+            _ => return Err(Errno::EINVAL),
         }
+        self.accessed(&inode, fh == NOATIME_FH);
+        Ok(())
     }
 
     pub(super) fn do_write(
@@ -179,13 +229,14 @@ impl MemoryFs {
     pub(super) fn do_copy_file_range(
         &self,
         ino_in: Ino,
+        fh_in: Fh,
         off_in: u64,
         ino_out: Ino,
         off_out: u64,
         len: u64,
     ) -> Result<u32> {
         let mut buf = Vec::new();
-        self.do_read(ino_in, off_in, len.min(COPY_CHUNK) as u32, &mut buf)?;
+        self.do_read(ino_in, fh_in, off_in, len.min(COPY_CHUNK) as u32, &mut buf)?;
         if buf.is_empty() {
             return Ok(0);
         }

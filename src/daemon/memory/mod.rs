@@ -3,7 +3,8 @@
 //! - `inode.rs`: one inode, its locks and the lock order;
 //! - `dir.rs`, `file.rs`, `xattr.rs`: what an inode holds;
 //! - `store.rs`: the volume's file data, in 4 KiB slots of one memfd;
-//! - `namespace.rs`: lookups, creation, unlink, rename, listing;
+//! - `namespace.rs`: lookups, creation, unlink, rename;
+//! - `listing.rs`: open directories and where their listings end;
 //! - `io.rs`: open files, data, attributes changes;
 //! - `reclaim.rs`: returning freed memory to the system.
 //!
@@ -29,6 +30,7 @@ mod file;
 mod handoff;
 mod inode;
 mod io;
+mod listing;
 mod namespace;
 mod reclaim;
 mod store;
@@ -36,6 +38,7 @@ mod xattr;
 
 pub use reclaim::spawn_reclaimer;
 
+use crate::daemon::fs::mount_options::VolumeMount;
 use crate::daemon::fs::usage::Usage;
 use crate::daemon::fs::*;
 use dashmap::DashMap;
@@ -55,6 +58,10 @@ pub struct MemoryFs {
     store: store::Store,
     /// Serialises renames between directories (lock order level 1, see `inode.rs`).
     rename_lock: Mutex<()>,
+    /// Open directories (`listing.rs`).
+    listings: listing::Listings,
+    /// The volume's mount, whose options decide access times.
+    mount: VolumeMount,
 }
 
 impl MemoryFs {
@@ -68,6 +75,8 @@ impl MemoryFs {
             usage: Usage::new(bytes, inodes),
             store: store::Store::new(bytes)?,
             rename_lock: Mutex::new(()),
+            listings: Default::default(),
+            mount: Default::default(),
         };
         fs.usage.preload(0, 1);
         let now = SystemTime::now();
@@ -186,6 +195,9 @@ impl Backend for MemoryFs {
     fn usage(&self) -> &Usage {
         &self.usage
     }
+    fn volume_mount(&self) -> &VolumeMount {
+        &self.mount
+    }
 
     fn medium(&self) -> &'static str {
         "memory"
@@ -283,8 +295,8 @@ impl Backend for MemoryFs {
     ) -> Result<()> {
         self.do_rename(parent, name, newparent, newname, flags)
     }
-    fn open(&self, ino: Ino, _flags: i32) -> Result<Opened> {
-        self.do_open(&self.get(ino)?)
+    fn open(&self, ino: Ino, flags: i32) -> Result<Opened> {
+        self.do_open(&self.get(ino)?, flags)
     }
     fn create(
         &self,
@@ -292,7 +304,7 @@ impl Backend for MemoryFs {
         parent: Ino,
         name: &OsStr,
         mode: u32,
-        _flags: i32,
+        flags: i32,
     ) -> Result<(Attr, Opened)> {
         let attr = self.make(
             who,
@@ -304,10 +316,10 @@ impl Backend for MemoryFs {
             Body::File(Default::default()),
             0,
         )?;
-        Ok((attr, self.do_open(&self.get(attr.ino)?)?))
+        Ok((attr, self.do_open(&self.get(attr.ino)?, flags)?))
     }
-    fn read(&self, ino: Ino, _fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
-        self.do_read(ino, offset, size, buf)
+    fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
+        self.do_read(ino, fh, offset, size, buf)
     }
     fn write(
         &self,
@@ -331,23 +343,21 @@ impl Backend for MemoryFs {
     fn fsync(&self, _ino: Ino, _fh: Fh, _datasync: bool) -> Result<()> {
         Ok(())
     }
-    fn opendir(&self, ino: Ino) -> Result<Fh> {
-        match self.get(ino)?.kind {
-            FileKind::Directory => Ok(0),
-            _ => Err(Errno::ENOTDIR),
-        }
+    fn opendir(&self, ino: Ino, flags: i32) -> Result<Fh> {
+        self.do_opendir(ino, flags)
     }
     fn readdir(
         &self,
         ino: Ino,
-        _fh: Fh,
+        fh: Fh,
         offset: u64,
         plus: bool,
         add: &mut dyn FnMut(&DirEntry<'_>) -> bool,
     ) -> Result<()> {
-        self.do_readdir(ino, offset, plus, add)
+        self.do_readdir(ino, fh, offset, plus, add)
     }
-    fn releasedir(&self, _ino: Ino, _fh: Fh) -> Result<()> {
+    fn releasedir(&self, _ino: Ino, fh: Fh) -> Result<()> {
+        self.do_releasedir(fh);
         Ok(())
     }
     fn fsyncdir(&self, _ino: Ino, _fh: Fh, _datasync: bool) -> Result<()> {
@@ -377,14 +387,14 @@ impl Backend for MemoryFs {
     fn copy_file_range(
         &self,
         ino_in: Ino,
-        _fh_in: Fh,
+        fh_in: Fh,
         offset_in: u64,
         ino_out: Ino,
         _fh_out: Fh,
         offset_out: u64,
         len: u64,
     ) -> Result<u32> {
-        self.do_copy_file_range(ino_in, offset_in, ino_out, offset_out, len)
+        self.do_copy_file_range(ino_in, fh_in, offset_in, ino_out, offset_out, len)
     }
 }
 

@@ -1,11 +1,9 @@
-//! Names: lookup, creation, links, removal, rename and listing of directories.
+//! Names: lookup, creation, links, removal and rename (listing is `listing.rs`).
 
 use super::MemoryFs;
 use super::dir::Dir;
 use super::inode::{Body, Inode, Meta};
-use crate::daemon::fs::{
-    Attr, Caller, DirEntry, Errno, FileKind, Ino, ROOT_INO, Result, creds, names,
-};
+use crate::daemon::fs::{Attr, Caller, Errno, FileKind, Ino, ROOT_INO, Result, creds, names};
 use std::ffi::OsStr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -340,59 +338,6 @@ impl MemoryFs {
         drop((b1, b2));
         if let Some(v) = victim {
             self.maybe_release(&v);
-        }
-        Ok(())
-    }
-
-    pub(super) fn do_readdir(
-        &self,
-        ino: Ino,
-        offset: u64,
-        plus: bool,
-        add: &mut dyn FnMut(&DirEntry<'_>) -> bool,
-    ) -> Result<()> {
-        let d = self.get(ino)?;
-        let body = d.body();
-        let Body::Dir(dir) = &*body else {
-            return Err(Errno::ENOTDIR);
-        };
-        // The kernel takes no lookup for `.` and `..`, and ignores their attributes.
-        let own = plus.then(|| d.attr_with(&body));
-        let dots = [(OsStr::new("."), d.ino), (OsStr::new(".."), d.parent())];
-        for (i, (name, ino)) in dots.into_iter().enumerate().skip(offset.min(2) as usize) {
-            let attr = own.map(|a| Attr { ino, ..a });
-            let e = DirEntry {
-                ino,
-                next_offset: i as u64 + 1,
-                kind: FileKind::Directory,
-                name,
-                attr,
-            };
-            if !add(&e) {
-                return Ok(());
-            }
-        }
-        for (cookie, name, entry) in dir.after(offset) {
-            let attr = if plus {
-                let child = self.get(entry.ino)?;
-                child.lookups.fetch_add(1, Relaxed);
-                Some((child.attr(), child))
-            } else {
-                None
-            };
-            let e = DirEntry {
-                ino: entry.ino,
-                next_offset: cookie,
-                kind: entry.kind,
-                name,
-                attr: attr.as_ref().map(|(a, _)| *a),
-            };
-            if !add(&e) {
-                if let Some((_, child)) = attr {
-                    child.lookups.fetch_sub(1, Relaxed);
-                }
-                break;
-            }
         }
         Ok(())
     }

@@ -1,34 +1,30 @@
 //! Extended attributes of one inode.
 //!
 //! Namespaces `user.`, `trusted.` and `security.` are stored; `system.` (POSIX ACLs)
-//! is refused with EOPNOTSUPP, as on a filesystem mounted without ACL support. The bytes
+//! is refused with EOPNOTSUPP, as on a filesystem mounted without ACL support
+//! ([`names::check_xattr_name`], which says why). The bytes
 //! held are charged to the volume by the caller, in whole blocks, so xattrs cannot be
 //! used to store data past the volume's limit.
+//!
+//! Limits, as tmpfs and the kernel's: a name up to 255 bytes (`XATTR_NAME_MAX`, else
+//! ERANGE), a value up to 64 KiB (`XATTR_SIZE_MAX`, else E2BIG; the kernel refuses
+//! larger ones before asking). One more, so that `listxattr` can always list them: the
+//! names of one inode, each with its NUL, take at most 64 KiB (`XATTR_LIST_MAX`), and a
+//! name past that gets ENOSPC.
 
-use crate::daemon::fs::{Errno, Result};
+use crate::daemon::fs::{Errno, Result, names};
 use crate::daemon::state::{Reader, Refused, Writer};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
-/// Bytes of names and values one inode may hold (as ext4 with large xattrs: 64 KiB).
-pub const MAX_TOTAL: usize = 64 * 1024;
+/// Largest value, `XATTR_SIZE_MAX`.
+pub const VALUE_MAX: usize = 64 * 1024;
+/// Most bytes the names of one inode take in a listing (NULs included), `XATTR_LIST_MAX`.
+pub const LIST_MAX: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
 pub struct Xattrs {
     items: Vec<(OsString, Vec<u8>)>,
-}
-
-pub fn check_namespace(name: &OsStr) -> Result<()> {
-    let b = name.as_bytes();
-    if b.is_empty() || b.len() > 255 {
-        return Err(Errno::ERANGE);
-    }
-    let known = [&b"user."[..], b"trusted.", b"security."];
-    match known.iter().find(|p| b.starts_with(p)) {
-        Some(p) if b.len() > p.len() => Ok(()),
-        Some(_) => Err(Errno::EINVAL),
-        None => Err(Errno::EOPNOTSUPP),
-    }
 }
 
 impl Xattrs {
@@ -37,8 +33,13 @@ impl Xattrs {
         self.items.iter().map(|(n, v)| n.len() + v.len()).sum()
     }
 
+    /// Bytes of the names as `listxattr` lists them.
+    fn listed(&self) -> usize {
+        self.items.iter().map(|(n, _)| n.len() + 1).sum()
+    }
+
     pub fn get(&self, name: &OsStr) -> Result<&[u8]> {
-        check_namespace(name)?;
+        names::check_xattr_name(name)?;
         self.items
             .iter()
             .find(|(n, _)| n == name)
@@ -48,15 +49,17 @@ impl Xattrs {
 
     /// Sets `name`; `flags` are XATTR_CREATE / XATTR_REPLACE.
     pub fn set(&mut self, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
-        check_namespace(name)?;
+        names::check_xattr_name(name)?;
         let pos = self.items.iter().position(|(n, _)| n == name);
         match (pos, flags) {
             (Some(_), libc::XATTR_CREATE) => return Err(Errno::EEXIST),
             (None, libc::XATTR_REPLACE) => return Err(Errno::ENODATA),
             _ => {}
         }
-        let old = pos.map_or(0, |i| name.len() + self.items[i].1.len());
-        if self.bytes() - old + name.len() + value.len() > MAX_TOTAL {
+        if value.len() > VALUE_MAX {
+            return Err(Errno::E2BIG);
+        }
+        if pos.is_none() && self.listed() + name.len() + 1 > LIST_MAX {
             return Err(Errno::ENOSPC);
         }
         match pos {
@@ -67,7 +70,7 @@ impl Xattrs {
     }
 
     pub fn remove(&mut self, name: &OsStr) -> Result<()> {
-        check_namespace(name)?;
+        names::check_xattr_name(name)?;
         let i = self
             .items
             .iter()
@@ -101,12 +104,12 @@ impl Xattrs {
         let mut x = Xattrs::default();
         for _ in 0..r.count(8)? {
             let name = OsStr::from_bytes(r.bytes()?).to_owned();
-            check_namespace(&name).map_err(|_| format!("xattr name {name:?}"))?;
+            names::check_xattr_name(&name).map_err(|_| format!("xattr name {name:?}"))?;
             let value = r.bytes()?.to_vec();
             x.items.push((name, value));
         }
-        if x.bytes() > MAX_TOTAL {
-            return Err("an inode's xattrs are over their limit".into());
+        if x.listed() > LIST_MAX || x.items.iter().any(|(_, v)| v.len() > VALUE_MAX) {
+            return Err("an inode's xattrs are over their limits".into());
         }
         Ok(x)
     }
@@ -132,9 +135,43 @@ mod tests {
         );
         x.remove(n).unwrap();
         assert_eq!(x.remove(n), Err(Errno::ENODATA));
+    }
+
+    #[test]
+    fn limits_of_names_and_values() {
+        let mut x = Xattrs::default();
+        for i in 0..3 {
+            let name = format!("user.{i}");
+            x.set(OsStr::new(&name), &vec![1; VALUE_MAX], 0).unwrap();
+        }
+        assert_eq!(x.bytes(), 3 * (6 + VALUE_MAX));
         assert_eq!(
-            x.set(OsStr::new("user.big"), &vec![0; MAX_TOTAL], 0),
-            Err(Errno::ENOSPC)
+            x.set(OsStr::new("user.big"), &vec![0; VALUE_MAX + 1], 0),
+            Err(Errno::E2BIG)
         );
+        let long = format!("user.{}", "n".repeat(250));
+        x.set(OsStr::new(&long), b"", 0).unwrap();
+        assert_eq!(
+            x.set(OsStr::new(&format!("{long}n")), b"", 0),
+            Err(Errno::ERANGE)
+        );
+        // Names up to 64 KiB in a listing, NULs included.
+        let mut x = Xattrs::default();
+        let mut i = 0;
+        let refused = loop {
+            let name = format!("user.{i:0250}");
+            match x.set(OsStr::new(&name), b"", 0) {
+                Ok(()) => i += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(refused, Errno::ENOSPC);
+        assert_eq!(i, LIST_MAX / 256);
+        assert!(x.list().len() <= LIST_MAX);
+        // A name it has takes a new value all the same.
+        let first = format!("user.{:0250}", 0);
+        x.set(OsStr::new(&first), b"replaced", libc::XATTR_REPLACE)
+            .unwrap();
+        assert_eq!(x.get(OsStr::new(&first)).unwrap(), b"replaced");
     }
 }

@@ -182,6 +182,13 @@ impl Daemon {
                 String::new()
             }
         );
+        // Before the first request: access times follow the options of this mount.
+        if let Err(e) = backend.volume_mount().watch(&mountpoint) {
+            log::warn!(
+                "access times follow relatime: the options of {} cannot be read ({e})",
+                mountpoint.display()
+            );
+        }
         let (tx, rx) = mpsc::channel();
         let ended = tx.clone();
         std::thread::Builder::new()

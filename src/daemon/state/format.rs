@@ -13,9 +13,10 @@
 //!
 //! Versions: 1, the backend's state; 2 (issue 16), then the mode of every open file
 //! (`fuse/iomode.rs`). A volume taken over from a version 1 state caches every open.
-//! 3 (issue 20): generations, for file handles: a memory volume's (`memory/mod.rs`); a
-//! disk volume's nodes carry theirs, and the nodes the kernel forgot follow the table
-//! (`disk/nodes.rs`).
+//! 3 (issue 20): generations, for file handles (a memory volume's, `memory/mod.rs`; a
+//! disk volume's nodes carry theirs, and the nodes the kernel forgot follow the table,
+//! `disk/nodes.rs`); a memory volume's open directories (where each listing ends,
+//! `memory/listing.rs`); a disk volume's private backing mount (`disk/backing_mount.rs`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,28 +31,30 @@ pub type Refused = String;
 
 pub use crate::common::checksum;
 
-/// Writes a state's payload in the layout of one format version.
 pub struct Writer {
     buf: Vec<u8>,
+    /// The layout written: [`FORMAT_VERSION`], or an older one a test emulates.
     version: u32,
 }
 
 impl Default for Writer {
-    fn default() -> Writer {
-        Writer::for_version(FORMAT_VERSION)
+    fn default() -> Self {
+        Writer::writing(FORMAT_VERSION)
     }
 }
 
 impl Writer {
-    /// A writer of `version`'s layout (only tests write an older one).
-    pub fn for_version(version: u32) -> Writer {
+    /// A writer of layout `version` (only tests write another than [`FORMAT_VERSION`]:
+    /// the state of an older build, to take over from).
+    pub fn writing(version: u32) -> Writer {
         Writer {
             buf: Vec::new(),
             version,
         }
     }
 
-    /// The format version whose layout the parts write.
+    /// The layout being written; parts added in a later version are left out of an
+    /// older one.
     pub fn version(&self) -> u32 {
         self.version
     }

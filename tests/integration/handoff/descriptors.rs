@@ -175,7 +175,35 @@ fn lookups_are_carried_over_and_forgotten_once(m: Medium) {
     );
 }
 
+/// Where a listing ends goes with it: a listing that renames each entry it meets away
+/// and back (each comes back after the others) ends after a hand-off as before it, each
+/// entry once (the memory medium's open directories travel in the state).
+fn a_listing_that_renames_its_entries_ends_across_a_handoff(m: Medium) {
+    let k = KubeletRoot::new();
+    let v = k.setup(
+        "scratch",
+        &["--medium", k8s_medium(m), "--size-limit", "64Mi"],
+    );
+    let d = v.join("d");
+    std::fs::create_dir(&d).unwrap();
+    for n in ["f0", "f1", "f2"] {
+        std::fs::write(d.join(n), b"").unwrap();
+    }
+    let mut listing = std::fs::read_dir(&d).unwrap();
+    let mut seen = vec![listing.next().unwrap().unwrap().file_name()];
+    // The first call read all three; each now comes back after where it was.
+    for n in ["f0", "f1", "f2"] {
+        std::fs::rename(d.join(n), d.join("moving")).unwrap();
+        std::fs::rename(d.join("moving"), d.join(n)).unwrap();
+    }
+    upgrade(&k, "scratch");
+    seen.extend(listing.take(10).map(|e| e.unwrap().file_name()));
+    seen.sort();
+    assert_eq!(seen, ["f0", "f1", "f2"], "each entry once");
+}
+
 on_every_medium!(
     descriptors_opened_before_keep_working,
     lookups_are_carried_over_and_forgotten_once,
+    a_listing_that_renames_its_entries_ends_across_a_handoff,
 );

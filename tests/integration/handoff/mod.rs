@@ -2,6 +2,7 @@
 //! volume (through a bind mount, as another uid). Nothing they do may fail, and nothing
 //! of the volume may change.
 
+mod atime;
 mod descriptors;
 mod faults;
 mod handles;

@@ -6,6 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::process::Command;
 
 fn chmod_chown_and_ctime(m: Medium) {
     let v = Volume::start(m, &[]);
@@ -157,6 +158,122 @@ fn xattrs(m: Medium) {
     // Directories carry xattrs too.
     xattr_set(&v.mnt, "user.dir", b"yes", 0).unwrap();
     assert_eq!(xattr_get(&v.mnt, "user.dir", 10).unwrap(), b"yes");
+}
+
+/// A value of 64 KiB (`XATTR_SIZE_MAX`) and a name of 255 bytes, as tmpfs takes them,
+/// charged to the volume. A disk volume answers as its backing filesystem does: ext4
+/// without `ea_inode` refuses a value that does not fit in one block (ENOSPC).
+fn xattr_values_of_64_kib(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let p = v.path("f");
+    write_file(&p, b"");
+    let big = vec![b'a'; 65536];
+    let before = v.used();
+    let got = xattr_set(&p, "user.long_attr", &big, 0);
+    let accepted = match m {
+        Medium::Memory => {
+            got.expect("a 64 KiB value");
+            true
+        }
+        Medium::Disk => {
+            let probe = v.backing.parent().unwrap().join("xattr-probe");
+            write_file(&probe, b"");
+            let backing = xattr_set(&probe, "user.long_attr", &big, 0);
+            assert_eq!(
+                got.as_ref().map_err(|e| e.raw_os_error()).map(drop),
+                backing.as_ref().map_err(|e| e.raw_os_error()).map(drop),
+                "as the backing filesystem answers"
+            );
+            got.is_ok()
+        }
+    };
+    if accepted {
+        assert_eq!(xattr_get(&p, "user.long_attr", 65536).unwrap(), big);
+        assert!(v.used() >= before + 65536, "charged to the volume");
+        let (c, n) = (cpath(&p), std::ffi::CString::new("user.long_attr").unwrap());
+        // SAFETY: both are NUL-terminated strings that outlive the call.
+        cvt(unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) } as i64).unwrap();
+        assert_eq!(v.used(), before, "given back");
+    }
+    let longest = format!("user.{}", "n".repeat(250));
+    xattr_set(&p, &longest, b"v", 0).expect("a name of 255 bytes");
+    assert_eq!(xattr_get(&p, &longest, 10).unwrap(), b"v");
+    assert_eq!(
+        errno(xattr_set(&p, &format!("{longest}n"), b"v", 0)),
+        libc::ERANGE
+    );
+    assert_eq!(errno(xattr_set(&p, "user.b", &[0; 65537], 0)), libc::E2BIG);
+}
+
+/// POSIX ACLs are refused, as by a filesystem mounted without ACL support (the kernel
+/// would not honour them): setting, reading or removing `system.posix_acl_*` gets
+/// EOPNOTSUPP; `setfacl` says so for a named entry, and turns an ACL that only restates
+/// the mode into a `chmod`; `getfacl` shows the mode. An ACL a disk volume's backing file
+/// already had is not listed.
+fn posix_acls_are_refused(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let (f, d) = (v.path("f"), v.path("d"));
+    write_file(&f, b"");
+    fs::create_dir(&d).unwrap();
+    // user::rw- user:1000:r-- group::r-- mask::r-- other::r-- (xattr version 2).
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 4, 1000),
+        (4, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    let mode = meta(&f).mode();
+    for (p, name) in [
+        (&f, "system.posix_acl_access"),
+        (&d, "system.posix_acl_default"),
+    ] {
+        assert_eq!(
+            errno(xattr_set(p, name, &acl, 0)),
+            libc::EOPNOTSUPP,
+            "{name}"
+        );
+        assert_eq!(errno(xattr_get(p, name, 100)), libc::EOPNOTSUPP, "{name}");
+    }
+    assert_eq!(meta(&f).mode(), mode, "the mode is untouched");
+
+    let out = Command::new("setfacl")
+        .args(["-m", "u:1000:r"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "setfacl of a named user must fail");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Operation not supported"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run(Command::new("setfacl")
+        .args(["-m", "u::rwx,g::rwx,o::rwx"])
+        .arg(&f));
+    assert_eq!(meta(&f).mode() & 0o777, 0o777, "a mode-only ACL is a chmod");
+    let shown = run(Command::new("getfacl")
+        .args(["--omit-header", "--"])
+        .arg(&f));
+    assert_eq!(shown.trim(), "user::rwx\ngroup::rwx\nother::rwx");
+    assert_eq!(xattr_list(&f), Vec::<String>::new());
+
+    if m == Medium::Disk {
+        let backing = v.backing.join("f");
+        run(Command::new("setfacl")
+            .args(["-m", "u:1000:r"])
+            .arg(&backing));
+        assert_eq!(
+            xattr_list(&f),
+            Vec::<String>::new(),
+            "not listed through the volume"
+        );
+    }
 }
 
 fn times_follow_changes(m: Medium) {
@@ -387,6 +504,8 @@ on_every_medium!(
     chmod_chown_and_ctime,
     utimensat_nanoseconds,
     xattrs,
+    xattr_values_of_64_kib,
+    posix_acls_are_refused,
     times_follow_changes,
     new_files_belong_to_the_caller,
     modes_follow_the_callers_umask_alone,

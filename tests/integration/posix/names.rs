@@ -3,7 +3,7 @@
 use super::*;
 use crate::harness::*;
 use std::fs::{self};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, symlink};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, symlink};
 use std::path::Path;
 
 fn hard_links_share_an_inode(m: Medium) {
@@ -231,6 +231,106 @@ fn readdir_while_changing(m: Medium) {
     }
 }
 
+/// Names of `dir`, read one entry per `getdents64` call (so each call is a request that
+/// resumes at the last entry's offset), calling `each` after each name; stops after
+/// `limit` names.
+fn list_one_by_one(dir: &Path, limit: usize, mut each: impl FnMut(&str)) -> Vec<String> {
+    let f = fs::File::open(dir).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    let mut names = Vec::new();
+    // Room for one entry with a name of up to 7 bytes (19-byte header, aligned to 8).
+    let mut buf = [0u64; 4];
+    while names.len() < limit {
+        // SAFETY: `buf` is 32 writable bytes, as the length says; `fd` is open.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), 32) };
+        assert!(n >= 0, "getdents64: {}", std::io::Error::last_os_error());
+        if n == 0 {
+            break;
+        }
+        // SAFETY: the kernel wrote `n` (at most 32) bytes of `buf`.
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+        let name = std::ffi::CStr::from_bytes_until_nul(&bytes[19..]).unwrap();
+        let name = name.to_str().unwrap().to_string();
+        if name != "." && name != ".." {
+            each(&name);
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// A listing ends, even when each entry it meets is renamed away and back (a renamed
+/// entry is inserted again, after the others): tmpfs lists each once. Entries created
+/// after the directory was opened may be left out, but `rewinddir` sees them (POSIX: as
+/// a new `opendir` would).
+fn a_listing_ends_when_its_entries_are_renamed_during_it(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let d = v.path("d");
+    fs::create_dir(&d).unwrap();
+    for n in ["f0", "f1", "f2"] {
+        write_file(&d.join(n), b"");
+    }
+    let away_and_back = |name: &str| {
+        fs::rename(d.join(name), d.join(format!("{name}.x"))).unwrap();
+        fs::rename(d.join(format!("{name}.x")), d.join(name)).unwrap();
+    };
+    // As scandir does it (the C library reads many entries per call).
+    let mut seen = Vec::new();
+    for e in fs::read_dir(&d).unwrap().take(30) {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        away_and_back(&name);
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(seen, ["f0", "f1", "f2"], "each entry once");
+    // One entry per call: every call resumes after entries renamed since.
+    let mut seen = list_one_by_one(&d, 30, away_and_back);
+    seen.sort();
+    assert_eq!(seen, ["f0", "f1", "f2"], "each entry once, one per call");
+
+    let c = cpath(&d);
+    // SAFETY: `c` is a NUL-terminated path; the stream is closed below, and used only
+    // until then.
+    let dir = unsafe { libc::opendir(c.as_ptr()) };
+    assert!(!dir.is_null());
+    let count = |dir| {
+        let mut n = 0;
+        // SAFETY: `dir` is the open stream.
+        while !unsafe { libc::readdir(dir) }.is_null() {
+            n += 1;
+        }
+        n
+    };
+    assert_eq!(count(dir), 5, ". .. f0 f1 f2");
+    write_file(&d.join("new"), b"");
+    // SAFETY: `dir` is the open stream.
+    unsafe { libc::rewinddir(dir) };
+    assert_eq!(count(dir), 6, "rewinddir sees the entry created since");
+    // SAFETY: `dir` is the open stream, not used after this.
+    unsafe { libc::closedir(dir) };
+}
+
+/// `open(dir, O_TMPFILE)` gets EOPNOTSUPP (tmpfs makes the file): fuser 0.18 does not
+/// know the kernel's `FUSE_TMPFILE` and answers it with ENOSYS itself, which the kernel
+/// turns into EOPNOTSUPP, as for any filesystem without it. A change here must change
+/// the README ("O_TMPFILE") too.
+fn o_tmpfile_is_not_supported(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let open_tmpfile = || {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .mode(0o600)
+            .open(&v.mnt)
+    };
+    assert_eq!(errno(open_tmpfile()), libc::EOPNOTSUPP);
+    assert_eq!(errno(open_tmpfile()), libc::EOPNOTSUPP, "and again");
+    assert_eq!(fs::read_dir(&v.mnt).unwrap().count(), 0, "nothing was made");
+    // A named temporary file, the usual fallback, works.
+    write_file(&v.path("tmp"), b"x");
+}
+
 fn inode_numbers_are_distinct_and_stable(m: Medium) {
     let v = Volume::start(m, &[]);
     let mut inos = std::collections::HashSet::new();
@@ -332,6 +432,8 @@ on_every_medium!(
     rename_noreplace_and_exchange,
     names_at_the_limit,
     readdir_while_changing,
+    a_listing_ends_when_its_entries_are_renamed_during_it,
+    o_tmpfile_is_not_supported,
     inode_numbers_are_distinct_and_stable,
     dot_and_dotdot_in_a_listing,
 );
