@@ -337,8 +337,6 @@ fn mixed_writers_at_the_limit_never_pass_it(m: Medium) {
         sampler.join().unwrap()
     });
     assert!(v.used() <= ceiling);
-    // Release of the closed files reaches the daemon asynchronously.
-    std::thread::sleep(std::time::Duration::from_millis(200));
     if m == Medium::Disk {
         eprintln!("du of the backing directory peaked at {max_du} for a limit of {LIMIT}");
         assert!(
