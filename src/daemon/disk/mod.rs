@@ -35,6 +35,7 @@ mod nodes;
 mod passthrough;
 mod sys;
 
+use account::Space;
 pub use account::scan;
 
 use crate::daemon::fs::usage::Usage;
@@ -101,7 +102,8 @@ impl DiskFs {
         let usage = Usage::new(size.unwrap_or(u64::MAX), inodes.unwrap_or(u64::MAX));
         let allowance = metadata_allowance(usage.block_limit());
         let usage = usage.with_metadata_allowance(allowance);
-        usage.preload(tally.blocks, tally.inodes);
+        usage.preload(tally.data_blocks, tally.inodes);
+        usage.force_add_metadata_blocks(tally.metadata_blocks);
         if usage.blocks_used() > usage.block_limit() || inodes.is_some_and(|n| tally.inodes > n) {
             log::warn!(
                 "{shown} already holds more than the limits: writes and creates fail until space is freed"
@@ -111,8 +113,9 @@ impl DiskFs {
         unsafe { libc::umask(0) };
         let nodes = Nodes::new(root).map_err(|e| format!("{shown}: {e}"))?;
         log::info!(
-            "{shown} holds {} blocks of 4 KiB in {} inodes",
-            tally.blocks,
+            "{shown} holds {} blocks of 4 KiB of data and {} of directories in {} inodes",
+            tally.data_blocks,
+            tally.metadata_blocks,
             tally.inodes
         );
         let fs = DiskFs {
@@ -132,9 +135,10 @@ impl DiskFs {
     }
 }
 
-/// Blocks the backing filesystem's metadata may take beyond a volume's size limit, so
-/// that a full volume still gets new entries, as tmpfs does: 1/64 of the limit, at least
-/// 1 MiB, at most 256 MiB.
+/// Blocks the backing filesystem's metadata (its directories' blocks) may take beyond a
+/// volume's size limit, so that data has the whole limit and a full volume still gets
+/// new entries, as tmpfs does: 1/64 of the limit, at least 1 MiB, at most 256 MiB.
+/// Directories beyond it take the limit.
 pub fn metadata_allowance(block_limit: u64) -> u64 {
     const MIN: u64 = (1 << 20) / BLOCK_SIZE;
     const MAX: u64 = (256 << 20) / BLOCK_SIZE;
@@ -165,14 +169,14 @@ impl Backend for DiskFs {
         sys::readlink(self.nodes.fd(&*self.nodes.get(ino)?)?.as_fd())
     }
     fn mknod(&self, who: &Caller, parent: Ino, name: &OsStr, mode: u32, rdev: u32) -> Result<Attr> {
-        let made = self.make(who, parent, name, 0, |dir, n| {
+        let made = self.make(who, parent, name, (Space::Data, 0), |dir, n| {
             let mode = namespace::creation_mode(who, dir, mode)?;
             sys::mknodat(dir, n, mode, rdev.into()).map(|()| None)
         });
         Ok(made?.0)
     }
     fn mkdir(&self, who: &Caller, parent: Ino, name: &OsStr, mode: u32) -> Result<Attr> {
-        let made = self.make(who, parent, name, 1, |dir, n| {
+        let made = self.make(who, parent, name, (Space::Metadata, 1), |dir, n| {
             sys::mkdirat(dir, n, mode & 0o7777).map(|()| None)
         });
         Ok(made?.0)
@@ -182,7 +186,7 @@ impl Backend for DiskFs {
         // ext4 keeps a target shorter than 60 bytes in the inode; longer ones take a block.
         let own = u64::from(target.len() >= 60);
         let target = sys::cstr(target)?;
-        let made = self.make(who, parent, name, own, |dir, n| {
+        let made = self.make(who, parent, name, (Space::Data, own), |dir, n| {
             sys::symlinkat(&target, dir, n).map(|()| None)
         });
         Ok(made?.0)
@@ -218,7 +222,7 @@ impl Backend for DiskFs {
         flags: i32,
     ) -> Result<(Attr, Opened)> {
         let open = libc::O_CREAT | libc::O_EXCL | data::backing_flags(flags);
-        let (attr, fd) = self.make(who, parent, name, 0, |dir, n| {
+        let (attr, fd) = self.make(who, parent, name, (Space::Data, 0), |dir, n| {
             let mode = namespace::creation_mode(who, dir, mode)?;
             sys::openat(dir, n, open, mode & 0o7777).map(Some)
         })?;
@@ -307,7 +311,7 @@ impl Backend for DiskFs {
         if self.size_limited {
             s.blocks_avail = s.blocks_avail.min(avail);
         } else {
-            let used = self.usage.blocks_used();
+            let used = self.usage.total_blocks_used();
             (s.blocks, s.blocks_free, s.blocks_avail) = (used + avail, avail, avail);
         }
         if !self.inodes_limited {

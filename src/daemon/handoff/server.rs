@@ -192,7 +192,11 @@ fn hand_off<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd, hello: &str) {
 
 /// Sends the state; `Ok` once the successor serves (and this daemon must exit).
 fn offer<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd) -> Result<(), String> {
-    let mut w = Writer::default();
+    // A state as a build from before format 2 wrote it (this daemon cached every open as
+    // such a build did; its usage counts metadata with the data), to test taking over
+    // from one.
+    let as_format_1 = fault("state-format-1");
+    let mut w = Writer::for_version(if as_format_1 { 1 } else { FORMAT_VERSION });
     Common {
         medium: d.backend.medium().to_string(),
         mountpoint: d.mountpoint.display().to_string(),
@@ -204,9 +208,6 @@ fn offer<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd) -> Result<(), String> {
     d.backend
         .export(&mut w, &mut fds)
         .map_err(|e| format!("writing the state: {e}"))?;
-    // A state as a build from before format 2 wrote it (this daemon cached every open
-    // as such a build did), to test taking over from one.
-    let as_format_1 = fault("state-format-1");
     if !as_format_1 {
         d.io.export(&mut w);
     }

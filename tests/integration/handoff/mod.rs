@@ -5,6 +5,7 @@
 mod descriptors;
 mod faults;
 mod iomodes;
+mod usage;
 mod workloads;
 
 use crate::harness::*;
