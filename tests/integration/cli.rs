@@ -1,4 +1,5 @@
-//! The `serve` command as an operator meets it: bad input, mount points, signals.
+//! The command line as an operator meets it: `serve`'s bad input, mount points and
+//! signals; every command's help and refusals of bad numbers.
 
 use crate::harness::*;
 use std::fs;
@@ -34,6 +35,91 @@ fn bad_quantities_are_refused_before_mounting() {
     assert_eq!(out.status.code(), Some(2));
     let out = serve(&["--medium", "memory", "--bogus"], tmp.path());
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Every flag of every command says what it is in `-h`: none is a bare name.
+#[test]
+fn every_flag_of_every_command_has_a_help_line() {
+    for cmd in ["serve", "setup", "teardown", "status", "upgrade", "csi"] {
+        let out = Command::new(BIN).args([cmd, "-h"]).output().unwrap();
+        assert!(out.status.success(), "{cmd} -h");
+        let help = String::from_utf8_lossy(&out.stdout);
+        let options = help.split("Options:").nth(1).expect("an Options section");
+        let flags: Vec<&str> = options
+            .lines()
+            .filter(|l| l.trim_start().starts_with('-'))
+            .collect();
+        assert!(flags.len() > 1, "{cmd}: {help}");
+        for line in flags {
+            // "--flag <VALUE>   What it is [default: ...]"
+            let text = line
+                .trim_start()
+                .split_once("  ")
+                .map_or("", |(_, t)| t.trim());
+            assert!(
+                !text.is_empty() && !text.starts_with('['),
+                "{cmd}: no help for {:?}",
+                line.trim()
+            );
+        }
+    }
+}
+
+/// A negative or too large number of seconds is an invalid value that says what is
+/// wanted (clap alone would take "-1" for a flag it does not know).
+#[test]
+fn bad_numbers_of_seconds_are_invalid_values() {
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &["teardown", "--pod-uid", "p", "--volume", "v", "--grace"],
+            "-1",
+            "from 0 to 3600",
+        ),
+        (
+            &["teardown", "--pod-uid", "p", "--volume", "v", "--grace"],
+            "3601",
+            "from 0 to 3600",
+        ),
+        (
+            &[
+                "csi",
+                "--endpoint",
+                "unix:///x",
+                "--node-id",
+                "n",
+                "--stop-grace",
+            ],
+            "-1",
+            "from 0 to 3600",
+        ),
+        (
+            &[
+                "csi",
+                "--endpoint",
+                "unix:///x",
+                "--node-id",
+                "n",
+                "--orphan-grace",
+            ],
+            "-1",
+            "seconds (0 or more)",
+        ),
+        (
+            &["setup", "--pod-uid", "p", "--volume", "v", "--fs-group"],
+            "-1",
+            "not in 0..",
+        ),
+    ];
+    for (args, value, says) in cases {
+        let out = Command::new(BIN).args(args).arg(value).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {value}: {err}");
+        let flag = args.last().unwrap();
+        assert!(
+            err.contains(&format!("invalid value '{value}' for '{flag} ")) && err.contains(says),
+            "{args:?} {value}: {err}"
+        );
+    }
 }
 
 #[test]
