@@ -280,11 +280,11 @@ fn disk_volumes_need_a_backing_directory() {
         ),
         (
             &["--medium", "disk", "--backing", link.to_str().unwrap()],
-            "not a directory",
+            "is a symlink; give the directory itself",
         ),
         (
             &["--medium", "disk", "--backing", missing.to_str().unwrap()],
-            "No such file",
+            "No such file or directory (os error 2)\n",
         ),
     ];
     for (args, says) in cases {
@@ -292,6 +292,7 @@ fn disk_volumes_need_a_backing_directory() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?} should say {says:?}: {err}");
+        assert!(!err.contains(") ("), "{args:?}: the errno once: {err}");
         assert!(!is_mounted(&mnt));
     }
     assert_eq!(fs::read(&file).unwrap(), b"keep me");

@@ -81,6 +81,12 @@ impl DiskFs {
         let shown = backing.display();
         let path = CString::new(backing.as_os_str().as_bytes())
             .map_err(|_| format!("{shown}: NUL in path"))?;
+        // Said before the open below refuses it (with ELOOP, as for any symlink).
+        if std::fs::symlink_metadata(backing).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!(
+                "backing directory {shown} is a symlink; give the directory itself"
+            ));
+        }
         let cwd = unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) };
         // Not O_PATH: open_by_handle_at needs a real descriptor of the filesystem.
         let root = sys::openat(cwd, &path, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(|e| {
