@@ -234,6 +234,55 @@ fn external_unmount_ends_the_daemon() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// The log says the limits as enforced, as `df` shows them: a size limit of a tenth of
+/// a byte (`100m`) is one block of 4 KiB, not "1 bytes"; a disk volume without limits
+/// has the backing filesystem's.
+#[test]
+fn the_limits_are_logged_as_enforced() {
+    for (m, flags, says, size) in [
+        (
+            Medium::Memory,
+            &["--size-limit", "100m", "--inode-limit", "10"][..],
+            "4096 bytes (4 KiB), 10 inodes",
+            4096,
+        ),
+        (
+            Medium::Memory,
+            &["--size-limit", "1500000"][..],
+            "1503232 bytes (1468 KiB)",
+            1_503_232,
+        ),
+        (
+            Medium::Disk,
+            &["--size-limit", "64Mi"][..],
+            "67108864 bytes (64 MiB), the backing filesystem's inodes",
+            64 << 20,
+        ),
+        (
+            Medium::Disk,
+            &[][..],
+            "the backing filesystem's size, the backing filesystem's inodes",
+            0,
+        ),
+    ] {
+        let v = Volume::start_exact(m, flags);
+        eventually("the daemon's serving line", SOON, || {
+            v.log_text().contains("serving ")
+        });
+        let line = v
+            .log_text()
+            .lines()
+            .find(|l| l.contains("serving "))
+            .unwrap()
+            .to_string();
+        assert!(line.contains(says), "{flags:?}: wanted {says:?} in {line}");
+        if size > 0 {
+            let st = v.statvfs();
+            assert_eq!(st.f_blocks * st.f_frsize, size, "{flags:?}: df");
+        }
+    }
+}
+
 #[test]
 fn mount_and_df_name_the_volume() {
     let v = Volume::memory();
