@@ -4,9 +4,12 @@
 #
 #   scripts/bench.sh [--out FILE] [--chart PNG] [ROUNDS]      (as root, with cargo on PATH;
 #                     through sudo: sudo env PATH="$PATH" scripts/bench.sh ...)
+#   scripts/bench.sh --latency-only [ROUNDS]
 #
 #   ROUNDS        rounds of every measurement (default 3); figures are medians of rounds,
 #                 ratios are computed per round against the same round's reference
+#   --latency-only  only setup/teardown latency, as the full run measures it: each round's
+#                 median and the spread (min-max) of every run, on stderr; no report
 #   --out FILE    the Markdown report, also printed on stdout (default target/bench/report.md)
 #   --chart PNG   bar chart of the ratios (default target/bench/ratios.png; needs
 #                 matplotlib, skipped with a message if it cannot be installed)
@@ -43,6 +46,7 @@ COMMAND="$0 $*"
 ROUNDS=3
 OUT=$ROOT/target/bench/report.md
 CHART=$ROOT/target/bench/ratios.png
+LATENCY_ONLY=0
 QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 0 ] || QUICK=1
 BINDFS_OPTS=${BINDFS_OPTS:---multithreaded}
@@ -73,6 +77,7 @@ parse_args() {
         case $1 in
             --out) OUT=$(realpath -m "$2"); shift 2 ;;
             --chart) CHART=$(realpath -m "$2"); shift 2 ;;
+            --latency-only) LATENCY_ONLY=1; shift ;;
             -h|--help) usage; exit 0 ;;
             [0-9]*) ROUNDS=$1; shift ;;
             *) usage >&2; exit 2 ;;
@@ -387,6 +392,15 @@ workload() {
 
 median() { python3 "$REPORT_PY" median; }
 
+# "MIN-MAX" milliseconds of the runs given as arguments (microseconds written "NNNe-3").
+spread() {
+    printf '%s\n' "$@" | sed 's/e-3$//' | sort -n \
+        | awk 'NR == 1 {min = $1} {max = $1} END {printf "%.1f-%.1f", min / 1000, max / 1000}'
+}
+
+# Every run's milliseconds, over all rounds (for the spread).
+ALL_SETUP=() ALL_TEARDOWN=()
+
 # Median ms of LAT_ITERS `emptydirfs setup` and `teardown` of a Memory volume in a
 # kubelet root of our own, and of `mount -t tmpfs` and `umount` of a directory.
 measure_latency() {
@@ -419,8 +433,33 @@ measure_latency() {
     record "$round" teardown emptydirfs "$(median <<<"${teardown_ms[*]}")"
     record "$round" setup tmpfs "$(median <<<"${mount_ms[*]}")"
     record "$round" teardown tmpfs "$(median <<<"${umount_ms[*]}")"
-    log "round $round: setup/teardown $(median <<<"${setup_ms[*]}")/$(median <<<"${teardown_ms[*]}") ms;" \
+    ALL_SETUP+=("${setup_ms[@]}") ALL_TEARDOWN+=("${teardown_ms[@]}")
+    log "round $round: setup/teardown $(median <<<"${setup_ms[*]}")/$(median <<<"${teardown_ms[*]}") ms" \
+        "(runs $(spread "${setup_ms[@]}") / $(spread "${teardown_ms[@]}") ms);" \
         "tmpfs mount/umount $(median <<<"${mount_ms[*]}")/$(median <<<"${umount_ms[*]}") ms"
+}
+
+# --latency-only: setup/teardown latency alone, ROUNDS rounds, summed up on stderr.
+latency_only() {
+    LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+    make_workdir
+    RESULTS=$WORK/results.tsv
+    : >"$RESULTS"
+    build
+    local round
+    for round in $(seq "$ROUNDS"); do
+        measure_latency "$round"
+    done
+    local what
+    for what in setup teardown; do
+        local medians
+        medians=$(awk -F'\t' -v w="$what" '$2 == w && $3 == "emptydirfs" {print $4}' "$RESULTS" | paste -sd' ')
+        log "$what: median of the round medians $(median <<<"$medians") ms (rounds: $medians ms)"
+    done
+    log "every run, setup: $(spread "${ALL_SETUP[@]}") ms; teardown: $(spread "${ALL_TEARDOWN[@]}") ms" \
+        "($LAT_ITERS runs per round, $ROUNDS rounds)"
+    log "command: $COMMAND; load average before and after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)"
+    machine_info | grep -E '^(date|machine|emptydirfs):' >&2
 }
 
 # RSS of a fresh memory daemon: idle, holding RSS_MIB of random data, after deleting it.
@@ -502,6 +541,10 @@ main() {
     trap cleanup EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
+    if [ "$LATENCY_ONLY" = 1 ]; then
+        latency_only
+        return
+    fi
     install_deps
     make_workdir
     RESULTS=$WORK/results.tsv

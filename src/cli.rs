@@ -40,6 +40,21 @@ pub enum Command {
     Csi(CsiArgs),
 }
 
+/// A number of seconds (a value that is one, or nothing: never clap's "unexpected
+/// argument" for a negative number).
+fn seconds(s: &str) -> Result<u64, String> {
+    s.parse::<u64>()
+        .map_err(|_| "expected a number of seconds (0 or more)".to_string())
+}
+
+/// A grace period: a number of seconds from 0 to 3600.
+fn grace_seconds(s: &str) -> Result<u64, String> {
+    s.parse::<u64>()
+        .ok()
+        .filter(|&n| n <= 3600)
+        .ok_or_else(|| "expected a number of seconds from 0 to 3600".to_string())
+}
+
 #[derive(clap::Args, Debug)]
 pub struct CsiArgs {
     /// Where to serve gRPC, as unix:///path/to/csi.sock.
@@ -54,6 +69,7 @@ pub struct CsiArgs {
     /// Where volumes are recorded and disk volumes keep their data (a host directory).
     #[arg(long, value_name = "DIR", default_value = "/var/lib/emptydirfs")]
     pub state_dir: PathBuf,
+    /// Kubelet's root directory (its --root-dir), below which pods' volumes are.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
     pub kubelet_root: PathBuf,
     /// A medium pods may ask for: disk, Memory, HugePages (repeat it; default: all).
@@ -82,11 +98,11 @@ pub struct CsiArgs {
     #[arg(long, value_name = "CGROUP", default_value = "/emptydirfs")]
     pub fallback_cgroup: PathBuf,
     /// Seconds a volume whose pod is gone stays before the plugin deletes it.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, allow_hyphen_values = true, value_parser = seconds)]
     pub orphan_grace: u64,
-    /// Seconds a volume's daemon gets to exit on SIGTERM at unpublish before SIGKILL;
-    /// then its FUSE connection is aborted (what the pod still waits for fails).
-    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    /// Seconds a volume's daemon gets to exit on SIGTERM at unpublish before SIGKILL (0 to
+    /// 3600); then its FUSE connection is aborted (what the pod still waits for fails).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, allow_hyphen_values = true, value_parser = grace_seconds)]
     pub stop_grace: u64,
     /// Serve Prometheus metrics at http://ADDR/metrics (such as 0.0.0.0:9810).
     #[arg(long, value_name = "ADDR")]
@@ -146,11 +162,12 @@ pub struct SetupArgs {
     #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = quantity::parse_positive)]
     pub inode_limit: Option<u64>,
     /// The pod's fsGroup: the root gets this group and the setgid bit (02777), so new files inherit it.
-    #[arg(long, value_name = "GID", value_parser = clap::value_parser!(u32).range(0..u32::MAX as i64))]
+    #[arg(long, value_name = "GID", allow_hyphen_values = true, value_parser = clap::value_parser!(u32).range(0..u32::MAX as i64))]
     pub fs_group: Option<u32>,
     /// Give the root the sticky bit (01777), as /tmp has.
     #[arg(long)]
     pub sticky: bool,
+    /// Kubelet's root directory (its --root-dir), below which pods' volumes are.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
     pub kubelet_root: PathBuf,
 }
@@ -172,23 +189,29 @@ impl SetupArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct TeardownArgs {
+    /// The pod's UID (letters, digits and '-').
     #[arg(long, value_name = "UID", value_parser = names::check_pod_uid)]
     pub pod_uid: String,
+    /// The volume's name in the pod spec (a DNS-1123 label).
     #[arg(long, value_name = "NAME", value_parser = names::check_volume_name)]
     pub volume: String,
-    /// Seconds the daemon gets to exit after SIGTERM before SIGKILL.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    /// Seconds the daemon gets to exit after SIGTERM before SIGKILL (0 to 3600).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, allow_hyphen_values = true, value_parser = grace_seconds)]
     pub grace: u64,
+    /// Kubelet's root directory (its --root-dir), below which pods' volumes are.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
     pub kubelet_root: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct UpgradeArgs {
+    /// The pod's UID (letters, digits and '-').
     #[arg(long, value_name = "UID", value_parser = names::check_pod_uid)]
     pub pod_uid: String,
+    /// The volume's name in the pod spec (a DNS-1123 label).
     #[arg(long, value_name = "NAME", value_parser = names::check_volume_name)]
     pub volume: String,
+    /// Kubelet's root directory (its --root-dir), below which pods' volumes are.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
     pub kubelet_root: PathBuf,
 }
@@ -201,6 +224,7 @@ pub struct StatusArgs {
     /// A JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Kubelet's root directory (its --root-dir), below which pods' volumes are.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_KUBELET_ROOT)]
     pub kubelet_root: PathBuf,
 }

@@ -1,4 +1,5 @@
-//! The `serve` command as an operator meets it: bad input, mount points, signals.
+//! The command line as an operator meets it: `serve`'s bad input, mount points and
+//! signals; every command's help and refusals of bad numbers.
 
 use crate::harness::*;
 use std::fs;
@@ -33,6 +34,91 @@ fn bad_quantities_are_refused_before_mounting() {
     assert_eq!(out.status.code(), Some(2));
     let out = serve(&["--medium", "memory", "--bogus"], tmp.path());
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Every flag of every command says what it is in `-h`: none is a bare name.
+#[test]
+fn every_flag_of_every_command_has_a_help_line() {
+    for cmd in ["serve", "setup", "teardown", "status", "upgrade", "csi"] {
+        let out = Command::new(BIN).args([cmd, "-h"]).output().unwrap();
+        assert!(out.status.success(), "{cmd} -h");
+        let help = String::from_utf8_lossy(&out.stdout);
+        let options = help.split("Options:").nth(1).expect("an Options section");
+        let flags: Vec<&str> = options
+            .lines()
+            .filter(|l| l.trim_start().starts_with('-'))
+            .collect();
+        assert!(flags.len() > 1, "{cmd}: {help}");
+        for line in flags {
+            // "--flag <VALUE>   What it is [default: ...]"
+            let text = line
+                .trim_start()
+                .split_once("  ")
+                .map_or("", |(_, t)| t.trim());
+            assert!(
+                !text.is_empty() && !text.starts_with('['),
+                "{cmd}: no help for {:?}",
+                line.trim()
+            );
+        }
+    }
+}
+
+/// A negative or too large number of seconds is an invalid value that says what is
+/// wanted (clap alone would take "-1" for a flag it does not know).
+#[test]
+fn bad_numbers_of_seconds_are_invalid_values() {
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &["teardown", "--pod-uid", "p", "--volume", "v", "--grace"],
+            "-1",
+            "from 0 to 3600",
+        ),
+        (
+            &["teardown", "--pod-uid", "p", "--volume", "v", "--grace"],
+            "3601",
+            "from 0 to 3600",
+        ),
+        (
+            &[
+                "csi",
+                "--endpoint",
+                "unix:///x",
+                "--node-id",
+                "n",
+                "--stop-grace",
+            ],
+            "-1",
+            "from 0 to 3600",
+        ),
+        (
+            &[
+                "csi",
+                "--endpoint",
+                "unix:///x",
+                "--node-id",
+                "n",
+                "--orphan-grace",
+            ],
+            "-1",
+            "seconds (0 or more)",
+        ),
+        (
+            &["setup", "--pod-uid", "p", "--volume", "v", "--fs-group"],
+            "-1",
+            "not in 0..",
+        ),
+    ];
+    for (args, value, says) in cases {
+        let out = Command::new(BIN).args(args).arg(value).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {value}: {err}");
+        let flag = args.last().unwrap();
+        assert!(
+            err.contains(&format!("invalid value '{value}' for '{flag} ")) && err.contains(says),
+            "{args:?} {value}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -150,6 +236,55 @@ fn external_unmount_ends_the_daemon() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// The log says the limits as enforced, as `df` shows them: a size limit of a tenth of
+/// a byte (`100m`) is one block of 4 KiB, not "1 bytes"; a disk volume without limits
+/// has the backing filesystem's.
+#[test]
+fn the_limits_are_logged_as_enforced() {
+    for (m, flags, says, size) in [
+        (
+            Medium::Memory,
+            &["--size-limit", "100m", "--inode-limit", "10"][..],
+            "4096 bytes (4 KiB), 10 inodes",
+            4096,
+        ),
+        (
+            Medium::Memory,
+            &["--size-limit", "1500000"][..],
+            "1503232 bytes (1468 KiB)",
+            1_503_232,
+        ),
+        (
+            Medium::Disk,
+            &["--size-limit", "64Mi"][..],
+            "67108864 bytes (64 MiB), the backing filesystem's inodes",
+            64 << 20,
+        ),
+        (
+            Medium::Disk,
+            &[][..],
+            "the backing filesystem's size, the backing filesystem's inodes",
+            0,
+        ),
+    ] {
+        let v = Volume::start_exact(m, flags);
+        eventually("the daemon's serving line", SOON, || {
+            v.log_text().contains("serving ")
+        });
+        let line = v
+            .log_text()
+            .lines()
+            .find(|l| l.contains("serving "))
+            .unwrap()
+            .to_string();
+        assert!(line.contains(says), "{flags:?}: wanted {says:?} in {line}");
+        if size > 0 {
+            let st = v.statvfs();
+            assert_eq!(st.f_blocks * st.f_frsize, size, "{flags:?}: df");
+        }
+    }
+}
+
 #[test]
 fn mount_and_df_name_the_volume() {
     let v = Volume::memory();
@@ -196,11 +331,11 @@ fn disk_volumes_need_a_backing_directory() {
         ),
         (
             &["--medium", "disk", "--backing", link.to_str().unwrap()],
-            "not a directory",
+            "is a symlink; give the directory itself",
         ),
         (
             &["--medium", "disk", "--backing", missing.to_str().unwrap()],
-            "No such file",
+            "No such file or directory (os error 2)\n",
         ),
     ];
     for (args, says) in cases {
@@ -208,6 +343,7 @@ fn disk_volumes_need_a_backing_directory() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?} should say {says:?}: {err}");
+        assert!(!err.contains(") ("), "{args:?}: the errno once: {err}");
         assert!(!is_mounted(&mnt));
     }
     assert_eq!(fs::read(&file).unwrap(), b"keep me");

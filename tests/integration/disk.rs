@@ -51,7 +51,12 @@ fn a_restarted_daemon_serves_the_same_data_and_usage() {
         }
     };
     assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
-    assert_eq!(v.used(), 2 << 20);
+    assert_eq!(v.used(), 2 << 20, "df: full");
+    assert_eq!(
+        du_bytes(&v.backing) - directory_bytes(&v.backing),
+        2 << 20,
+        "data has the whole limit; directories take the metadata allowance"
+    );
     v.assert_counters_match_backing();
 }
 

@@ -1,8 +1,9 @@
-//! A full volume behaves as a full tmpfs: data stops at the limit, but new entries (an
-//! empty file, a directory, a symlink, a hard link, a rename into place) still work, so
-//! a program can take its lock file or move a file into place while it frees space. On
-//! disk the backing filesystem's blocks for those entries come from a metadata allowance
-//! above the limit (`emptydirfs::daemon::testing::metadata_allowance`), and never more.
+//! A full volume behaves as a full tmpfs: data has the whole limit and stops there, but
+//! new entries (an empty file, a directory, a symlink, a hard link, a rename into place)
+//! still work, so a program can take its lock file or move a file into place while it
+//! frees space. On disk the backing filesystem's directory blocks come from a metadata
+//! allowance above the limit (`emptydirfs::daemon::testing::metadata_allowance`), and
+//! never more.
 
 use crate::harness::*;
 use std::fs;
@@ -11,8 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 const LIMIT: u64 = 4 << 20;
 
+/// The metadata allowance of a disk volume of `limit` bytes, in bytes.
+fn allowance_of(limit: u64) -> u64 {
+    emptydirfs::daemon::testing::metadata_allowance(limit / 4096) * 4096
+}
+
 fn allowance() -> u64 {
-    emptydirfs::daemon::testing::metadata_allowance(LIMIT / 4096) * 4096
+    allowance_of(LIMIT)
 }
 
 /// Writes `path` until ENOSPC; returns the bytes written.
@@ -152,7 +158,62 @@ fn creators_and_writers_at_the_limit_stay_within_the_allowance(m: Medium) {
     v.assert_counters_match_backing();
 }
 
+/// A 64 MiB volume holds 64 MiB of files, as a 64 MiB tmpfs does, in one file and in
+/// many files in subdirectories: a disk volume's directories take the metadata
+/// allowance, never the limit. The next byte gets ENOSPC, and `du` of the backing
+/// directory stays within the limit and the allowance.
+fn a_64_mib_volume_holds_64_mib_of_files(m: Medium) {
+    const SIZE: u64 = 64 << 20;
+    let v = Volume::start(m, &["--size-limit", "64Mi"]);
+    let within_limit_and_allowance = |v: &Volume| {
+        if m == Medium::Disk {
+            let du = du_bytes(&v.backing);
+            assert!(
+                du <= SIZE + allowance_of(SIZE),
+                "du {du} within the limit and the allowance"
+            );
+        }
+        v.assert_counters_match_backing();
+    };
+    assert_eq!(fill(&v.path("one")), SIZE, "one file of 64 MiB");
+    assert_eq!(errno(fs::write(v.path("byte"), b"x")), libc::ENOSPC);
+    assert_eq!(v.statvfs().f_bavail, 0, "df: full");
+    within_limit_and_allowance(&v);
+    fs::remove_file(v.path("one")).unwrap();
+    fs::remove_file(v.path("byte")).unwrap();
+
+    let mib = vec![0xA5u8; 1 << 20];
+    for d in 0..8 {
+        for e in 0..2 {
+            let dir = v.path(&format!("d{d}/e{e}"));
+            fs::create_dir_all(&dir).unwrap();
+            for f in 0..4 {
+                fs::write(dir.join(format!("f{f}")), &mib).unwrap();
+            }
+        }
+    }
+    let st = v.statvfs();
+    assert_eq!(st.f_bavail, 0, "64 files of 1 MiB in 24 directories: full");
+    assert_eq!(
+        errno(fs::write(v.path("d7/e1/byte"), b"x")),
+        libc::ENOSPC,
+        "the next byte, in a new file"
+    );
+    let mut last = fs::OpenOptions::new()
+        .append(true)
+        .open(v.path("d7/e1/f3"))
+        .unwrap();
+    assert_eq!(
+        errno(last.write_all(b"x")),
+        libc::ENOSPC,
+        "the next byte, appended"
+    );
+    assert_eq!(fs::read(v.path("d3/e0/f2")).unwrap(), mib);
+    within_limit_and_allowance(&v);
+}
+
 on_every_medium!(
+    a_64_mib_volume_holds_64_mib_of_files,
     a_full_volume_still_takes_new_entries,
     creators_and_writers_at_the_limit_stay_within_the_allowance,
 );

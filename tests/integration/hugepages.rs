@@ -195,6 +195,43 @@ fn huge_page_requests_the_kernel_cannot_honour_are_refused() {
     }
 }
 
+/// A pool one page short says how many pages the limit needs and how many are free,
+/// in words: "needs 1 page", "1 is free".
+#[test]
+fn a_pool_too_small_says_how_many_pages_in_words() {
+    let k = KubeletRoot::new();
+    for extra in [0, 1] {
+        let _pool = Pool::reserve(extra);
+        let available = counter("free_hugepages") - counter("resv_hugepages");
+        let needed = available + 1;
+        let limit = format!("{}Mi", 2 * needed);
+        let out = k.run(&[
+            "setup",
+            "--pod-uid",
+            POD,
+            "--volume",
+            "huge",
+            "--medium",
+            "HugePages-2Mi",
+            "--size-limit",
+            &limit,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        let are = if available == 1 { "is" } else { "are" };
+        let want = format!(
+            "the limit needs {needed} page{}, {available} {are} free",
+            plural(needed)
+        );
+        assert!(
+            stderr(&out).contains(&want),
+            "wanted {want:?} in {}",
+            stderr(&out)
+        );
+        assert_eq!(k.entries(), Vec::<String>::new());
+    }
+}
+
 /// Through the CSI plugin: hugetlbfs at kubelet's target, sized by `sizeLimit`; a pool
 /// too small is `RESOURCE_EXHAUSTED` (kubelet tries again later) and leaves nothing.
 #[test]

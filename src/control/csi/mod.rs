@@ -10,6 +10,8 @@
 //! # Layout
 //! - [`proto`]: the CSI messages we serve, written from the spec;
 //! - [`grpc`]: the gRPC service (the only tonic-facing code): routing, decoding, counting;
+//! - `authority`, `hpack`: what clients send as `:authority` on a unix socket made one
+//!   that h2 takes (grpcio sends the socket's path);
 //! - [`request`]: a publish checked as hostile input; [`policy`]: the operator's caps;
 //! - [`node`]: publish, unpublish and stats on the shared volume lifecycle;
 //! - [`state`]: the state dir and its volume records;
@@ -17,8 +19,10 @@
 //! - [`orphans`]: collecting volumes of pods that are gone; [`metrics`]: `/metrics`;
 //! - [`error`]: gRPC codes and messages.
 
+mod authority;
 pub mod error;
 pub mod grpc;
+mod hpack;
 pub mod metrics;
 pub mod node;
 pub mod orphans;
@@ -232,7 +236,11 @@ fn serve(
         let mut int = signal(SignalKind::interrupt()).map_err(|e| failed(e.to_string()))?;
         let listener =
             tokio::net::UnixListener::from_std(listener).map_err(|e| failed(e.to_string()))?;
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        // Every connection through the `:authority` fix (see `authority.rs`).
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            |conn| conn.map(authority::Fixed::new),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tonic::transport::Server::builder().serve_with_incoming_shutdown(
             service,

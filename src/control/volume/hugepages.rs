@@ -89,6 +89,11 @@ pub fn resolve(page_size: Option<u64>, size_limit: Option<u64>) -> Result<u64, F
     Ok(page)
 }
 
+/// "1 page", "2 pages".
+fn pages(n: u64) -> String {
+    format!("{n} page{}", if n == 1 { "" } else { "s" })
+}
+
 /// Checks that the pool has the pages a new mount's limit needs, free and not reserved
 /// by other mappings (checked when mounting, not for a volume already mounted).
 pub fn check_pool(page: u64, size_limit: Option<u64>) -> Result<(), Failure> {
@@ -102,9 +107,11 @@ pub fn check_pool(page: u64, size_limit: Option<u64>) -> Result<(), Failure> {
     );
     let available = free.saturating_sub(reserved);
     if available < needed {
+        let are = if available == 1 { "is" } else { "are" };
         return Err(invalid(format!(
-            "the {} huge page pool is too small: the limit needs {needed} pages, {available} are free ({free} free, {reserved} reserved, of nr_hugepages={}); raise /sys/kernel/mm/hugepages/hugepages-{}kB/nr_hugepages",
+            "the {} huge page pool is too small: the limit needs {}, {available} {are} free ({free} free, {reserved} reserved, of nr_hugepages={}); raise /sys/kernel/mm/hugepages/hugepages-{}kB/nr_hugepages",
             format_binary(page),
+            pages(needed),
             pool_counter(page, "nr_hugepages"),
             page / 1024
         )));

@@ -7,92 +7,156 @@
 //! ([`Charge`]). So usage passes the limit only by blocks the backing filesystem takes
 //! beyond any worst case we can see in advance (its own metadata: an extent or xattr
 //! block), and only until the next operation is refused.
+//!
+//! A directory's blocks are metadata ([`Space::Metadata`]): they take the volume's
+//! metadata allowance first and the limit only beyond it. Every other inode's blocks are
+//! data ([`Space::Data`]), which never takes the allowance. So data has the whole limit.
 
 use super::sys;
 use crate::daemon::fs::usage::Usage;
-use crate::daemon::fs::{BLOCK_SIZE, Errno, Result};
+use crate::daemon::fs::{BLOCK_SIZE, Errno, FileKind, Result};
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-/// Blocks reserved for one operation, settled against what it measurably took when
-/// dropped (so every error path gives its reservation back).
-pub struct Charge<'a> {
-    usage: &'a Usage,
+/// Which count an inode's blocks go to: a directory's are metadata, all others' data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    Data,
+    Metadata,
+}
+
+impl Space {
+    pub fn of_kind(kind: FileKind) -> Space {
+        if kind == FileKind::Directory {
+            Space::Metadata
+        } else {
+            Space::Data
+        }
+    }
+
+    pub fn of_mode(mode: u32) -> Space {
+        if mode & libc::S_IFMT == libc::S_IFDIR {
+            Space::Metadata
+        } else {
+            Space::Data
+        }
+    }
+}
+
+/// What one charge reserved in one space, and how much the inodes it measured grew.
+#[derive(Default)]
+struct Ledger {
     reserved: u64,
     grown: i64,
 }
 
+/// Blocks reserved for one operation, settled against what it measurably took when
+/// dropped (so every error path gives its reservation back), in each space apart.
+pub struct Charge<'a> {
+    usage: &'a Usage,
+    data: Ledger,
+    metadata: Ledger,
+}
+
 impl<'a> Charge<'a> {
-    /// Reserves exactly `blocks`, or fails with ENOSPC.
+    /// Reserves exactly `blocks` of data, or fails with ENOSPC.
     pub fn reserve(usage: &'a Usage, blocks: u64) -> Result<Charge<'a>> {
-        if blocks > 0 && !usage.reserve_blocks(blocks) {
-            return Err(Errno::ENOSPC);
-        }
-        Ok(Charge {
-            usage,
-            reserved: blocks,
-            grown: 0,
-        })
+        Charge::reserve_in(usage, Space::Data, blocks)
     }
 
-    /// Reserves exactly `blocks` for a new entry or inode, which may also take the
-    /// volume's metadata allowance (a full volume still gets new files), or ENOSPC.
+    /// Reserves exactly `blocks` of metadata (a directory's blocks: a full volume still
+    /// gets new entries), or ENOSPC.
     pub fn reserve_metadata(usage: &'a Usage, blocks: u64) -> Result<Charge<'a>> {
-        if blocks > 0 && !usage.reserve_metadata_blocks(blocks) {
-            return Err(Errno::ENOSPC);
-        }
-        Ok(Charge {
-            usage,
-            reserved: blocks,
-            grown: 0,
-        })
+        Charge::reserve_in(usage, Space::Metadata, blocks)
     }
 
-    /// Reserves `blocks` if they are free, else nothing: for changes that usually take
-    /// no space and must not fail on a full volume (a rename), whose growth is then
-    /// counted after the fact.
-    pub fn reserve_upto(usage: &'a Usage, blocks: u64) -> Charge<'a> {
-        Charge {
-            usage,
-            reserved: usage.reserve_blocks_upto(blocks),
-            grown: 0,
+    /// Reserves exactly `blocks` in `space`, or fails with ENOSPC.
+    pub fn reserve_in(usage: &'a Usage, space: Space, blocks: u64) -> Result<Charge<'a>> {
+        let mut charge = Charge::none(usage);
+        charge.reserve_more(space, blocks)?;
+        Ok(charge)
+    }
+
+    /// Reserves exactly `blocks` more in `space`, or fails with ENOSPC (what this charge
+    /// reserved before stays reserved).
+    pub fn reserve_more(&mut self, space: Space, blocks: u64) -> Result<()> {
+        let granted = match space {
+            Space::Data => self.usage.reserve_blocks(blocks),
+            Space::Metadata => self.usage.reserve_metadata_blocks(blocks),
+        };
+        if blocks > 0 && !granted {
+            return Err(Errno::ENOSPC);
         }
+        self.ledger(space).reserved += blocks;
+        Ok(())
+    }
+
+    /// Reserves `blocks` of metadata if they are free, else nothing: for changes that
+    /// usually take no space and must not fail on a full volume (a rename), whose growth
+    /// is then counted after the fact.
+    pub fn reserve_metadata_if_free(usage: &'a Usage, blocks: u64) -> Charge<'a> {
+        let mut charge = Charge::none(usage);
+        let _ = charge.reserve_more(Space::Metadata, blocks);
+        charge
     }
 
     /// A charge with nothing reserved, for changes that only measure.
     pub fn none(usage: &'a Usage) -> Charge<'a> {
         Charge {
             usage,
-            reserved: 0,
-            grown: 0,
+            data: Ledger::default(),
+            metadata: Ledger::default(),
         }
     }
 
-    /// Records that an inode counted as `*charged` blocks now holds `now`.
+    fn ledger(&mut self, space: Space) -> &mut Ledger {
+        match space {
+            Space::Data => &mut self.data,
+            Space::Metadata => &mut self.metadata,
+        }
+    }
+
+    /// Records that a file (data) counted as `*charged` blocks now holds `now`.
     pub fn measured(&mut self, charged: &mut u64, now: u64) {
-        self.grown += now as i64 - *charged as i64;
+        self.measured_in(Space::Data, charged, now);
+    }
+
+    /// Records that an inode whose blocks are `space`, counted as `*charged` blocks, now
+    /// holds `now`.
+    pub fn measured_in(&mut self, space: Space, charged: &mut u64, now: u64) {
+        self.ledger(space).grown += now as i64 - *charged as i64;
         *charged = now;
     }
 
-    /// Records `blocks` that left the volume (an inode deleted).
-    pub fn freed(&mut self, blocks: u64) {
-        self.grown -= blocks as i64;
+    /// Records `blocks` of `space` that left the volume (an inode deleted).
+    pub fn freed(&mut self, space: Space, blocks: u64) {
+        self.ledger(space).grown -= blocks as i64;
     }
 
-    /// Records `blocks` that joined the volume (a new inode).
-    pub fn added(&mut self, blocks: u64) {
-        self.grown += blocks as i64;
+    /// Records `blocks` of `space` that joined the volume (a new inode).
+    pub fn added(&mut self, space: Space, blocks: u64) {
+        self.ledger(space).grown += blocks as i64;
     }
 }
 
 impl Drop for Charge<'_> {
     fn drop(&mut self) {
-        let reserved = self.reserved as i64;
-        if self.grown > reserved {
-            self.usage.force_add_blocks((self.grown - reserved) as u64);
-        } else {
-            self.usage.release_blocks((reserved - self.grown) as u64);
+        for space in [Space::Data, Space::Metadata] {
+            let usage = self.usage;
+            let l = self.ledger(space);
+            let reserved = l.reserved as i64;
+            let (more, less) = if l.grown > reserved {
+                ((l.grown - reserved) as u64, 0)
+            } else {
+                (0, (reserved - l.grown) as u64)
+            };
+            match space {
+                Space::Data if more > 0 => usage.force_add_blocks(more),
+                Space::Data => usage.release_blocks(less),
+                Space::Metadata if more > 0 => usage.force_add_metadata_blocks(more),
+                Space::Metadata => usage.release_metadata_blocks(less),
+            }
         }
     }
 }
@@ -162,11 +226,8 @@ pub fn reserve_write<'a>(
     let data = data_blocks(fd, first, end)?;
     let holes = (end - first).saturating_sub(covered(&data));
     let granted = usage.reserve_blocks_upto(holes);
-    let charge = Charge {
-        usage,
-        reserved: granted,
-        grown: 0,
-    };
+    let mut charge = Charge::none(usage);
+    charge.data.reserved = granted;
     if granted == holes {
         return Ok((charge, len));
     }
@@ -197,18 +258,29 @@ pub fn reserve_write<'a>(
 /// What a backing tree holds, counted as the volume counts it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
-    pub blocks: u64,
+    /// Blocks of every inode but directories.
+    pub data_blocks: u64,
+    /// Blocks of the directories.
+    pub metadata_blocks: u64,
     pub inodes: u64,
+}
+
+impl Tally {
+    fn count(&mut self, st: &libc::stat) {
+        let blocks = super::nodes::blocks_of(st);
+        match Space::of_mode(st.st_mode) {
+            Space::Data => self.data_blocks += blocks,
+            Space::Metadata => self.metadata_blocks += blocks,
+        }
+        self.inodes += 1;
+    }
 }
 
 /// Counts the tree under `root` (included): blocks as `du` counts them and inodes, on the
 /// device `dev` only. Holds one descriptor per directory level, never one per directory.
 pub fn scan(root: BorrowedFd<'_>, dev: u64) -> Result<Tally> {
-    let st = sys::fstat(root)?;
-    let mut tally = Tally {
-        blocks: super::nodes::blocks_of(&st),
-        inodes: 1,
-    };
+    let mut tally = Tally::default();
+    tally.count(&sys::fstat(root)?);
     let mut seen = HashSet::new();
     let top = sys::openat(root, c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     let subdirs = scan_dir(top.as_fd(), dev, &mut tally, &mut seen)?;
@@ -258,8 +330,7 @@ fn scan_dir(
             if st.st_dev != dev || (st.st_nlink > 1 && !seen.insert(st.st_ino)) {
                 continue;
             }
-            tally.blocks += super::nodes::blocks_of(&st);
-            tally.inodes += 1;
+            tally.count(&st);
             if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
                 subdirs.push(name);
             }

@@ -3,7 +3,7 @@
 //! Every change that can take or free space runs under the node's state lock and is
 //! settled by measuring the inode afterwards (see `account.rs`). Reads take no lock.
 
-use super::account::{self, Charge};
+use super::account::{self, Charge, Space};
 use super::nodes::{Node, blocks_of};
 use super::{DiskFs, caps, direct, passthrough, sys};
 use crate::daemon::fs::*;
@@ -167,7 +167,8 @@ impl DiskFs {
         drop(file);
         if std::mem::take(&mut s.orphan) {
             self.nodes.uncache(&node);
-            Charge::none(&self.usage).freed(std::mem::take(&mut s.charged));
+            let space = Space::of_kind(node.kind);
+            Charge::none(&self.usage).freed(space, std::mem::take(&mut s.charged));
             self.usage.release_inode();
         } else if let Ok(st) = self.nodes.fd(&node).and_then(|fd| sys::fstat(fd.as_fd())) {
             Charge::none(&self.usage).measured(&mut s.charged, blocks_of(&st));
@@ -311,7 +312,8 @@ impl DiskFs {
         let st = sys::fstat(fd.as_fd())?;
         let linked = st.st_nlink > 0 && !node.unlinked.load(Relaxed) && !s.orphan;
         if linked && s.charged != blocks_of(&st) {
-            Charge::none(&self.usage).measured(&mut s.charged, blocks_of(&st));
+            let space = Space::of_kind(node.kind);
+            Charge::none(&self.usage).measured_in(space, &mut s.charged, blocks_of(&st));
         }
         Ok(node.attr(&st))
     }
@@ -365,7 +367,8 @@ impl DiskFs {
     }
 
     /// Runs an xattr change on `ino` with `reserve` blocks set aside (ext4 keeps xattrs
-    /// that do not fit in the inode in a block of their own), settled by measuring.
+    /// that do not fit in the inode in a block of their own), settled by measuring, in
+    /// the space the inode's blocks are counted in.
     pub(super) fn change_xattr(
         &self,
         ino: Ino,
@@ -375,10 +378,11 @@ impl DiskFs {
         let node = self.nodes.get(ino)?;
         let fd = self.nodes.fd(&node)?;
         let mut s = node.state();
-        let mut charge = Charge::reserve(&self.usage, reserve)?;
+        let space = Space::of_kind(node.kind);
+        let mut charge = Charge::reserve_in(&self.usage, space, reserve)?;
         let r = change(&fd);
         node.caps.changed();
-        charge.measured(&mut s.charged, blocks_of(&sys::fstat(fd.as_fd())?));
+        charge.measured_in(space, &mut s.charged, blocks_of(&sys::fstat(fd.as_fd())?));
         r
     }
 

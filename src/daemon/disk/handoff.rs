@@ -2,7 +2,8 @@
 //! with their descriptors (an open file's backing descriptor, and its `O_DIRECT` one,
 //! go as they are, so a file unlinked while open stays reachable), the usage counters,
 //! the limits and (format 3 on) the private backing mount. Nothing is walked again: the
-//! counters are the predecessor's.
+//! counters are the predecessor's (but from a state before format 3, whose usage did not
+//! count directories apart: their blocks are found by a walk).
 
 use super::backing_mount::BackingMount;
 use super::data::{OpenDir, OpenFile};
@@ -63,8 +64,20 @@ impl Transfer for DiskFs {
     fn import(r: &mut Reader<'_>, fds: &mut FdTable) -> Result<DiskFs, Refused> {
         let dev = r.u64()?;
         let (size_limited, inodes_limited) = (r.bool()?, r.bool()?);
-        let usage = Usage::from_snapshot(UsageSnapshot::read(r)?);
+        let mut usage = UsageSnapshot::read(r)?;
         let mut nodes = Nodes::read_state(r, fds)?;
+        if usage.metadata.is_none() {
+            // An older build counted directories' blocks as data: count them apart (a
+            // walk, once, while no request runs).
+            let tally = super::scan(nodes.root_fd(), dev)
+                .map_err(|e| format!("counting the directories' blocks: {e}"))?;
+            log::info!(
+                "state from before format 3: {} blocks of directories counted apart",
+                tally.metadata_blocks
+            );
+            usage.split_metadata(tally.metadata_blocks);
+        }
+        let usage = Usage::from_snapshot(usage);
         let next_fh = r.u64()?;
         let files = DashMap::new();
         let mut opens: HashMap<u64, u32> = HashMap::new();

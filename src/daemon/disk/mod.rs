@@ -39,6 +39,7 @@ mod passthrough;
 mod sys;
 mod trouble;
 
+use account::Space;
 pub use account::scan;
 
 use crate::daemon::fs::mount_options::VolumeMount;
@@ -90,6 +91,12 @@ impl DiskFs {
         let shown = backing.display();
         let path = CString::new(backing.as_os_str().as_bytes())
             .map_err(|_| format!("{shown}: NUL in path"))?;
+        // Said before the open below refuses it (with ELOOP, as for any symlink).
+        if std::fs::symlink_metadata(backing).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!(
+                "backing directory {shown} is a symlink; give the directory itself"
+            ));
+        }
         // SAFETY: AT_FDCWD is not a descriptor but the kernel's name for the working
         // directory, valid for the whole process life; this BorrowedFd is only given to
         // openat (an *at call), which resolves `path` against it, and is never closed.
@@ -123,7 +130,8 @@ impl DiskFs {
         let usage = Usage::new(size.unwrap_or(u64::MAX), inodes.unwrap_or(u64::MAX));
         let allowance = metadata_allowance(usage.block_limit());
         let usage = usage.with_metadata_allowance(allowance);
-        usage.preload(tally.blocks, tally.inodes);
+        usage.preload(tally.data_blocks, tally.inodes);
+        usage.force_add_metadata_blocks(tally.metadata_blocks);
         if usage.blocks_used() > usage.block_limit() || inodes.is_some_and(|n| tally.inodes > n) {
             log::warn!(
                 "{shown} already holds more than the limits: writes and creates fail until space is freed"
@@ -131,8 +139,9 @@ impl DiskFs {
         }
         let nodes = Nodes::new(root).map_err(|e| format!("{shown}: {e}"))?;
         log::info!(
-            "{shown} holds {} blocks of 4 KiB in {} inodes",
-            tally.blocks,
+            "{shown} holds {} blocks of 4 KiB of data and {} of directories in {} inodes",
+            tally.data_blocks,
+            tally.metadata_blocks,
             tally.inodes
         );
         let fs = DiskFs {
@@ -160,9 +169,10 @@ impl DiskFs {
     }
 }
 
-/// Blocks the backing filesystem's metadata may take beyond a volume's size limit, so
-/// that a full volume still gets new entries, as tmpfs does: 1/64 of the limit, at least
-/// 1 MiB, at most 256 MiB.
+/// Blocks the backing filesystem's metadata (its directories' blocks) may take beyond a
+/// volume's size limit, so that data has the whole limit and a full volume still gets
+/// new entries, as tmpfs does: 1/64 of the limit, at least 1 MiB, at most 256 MiB.
+/// Directories beyond it take the limit.
 pub fn metadata_allowance(block_limit: u64) -> u64 {
     const MIN: u64 = (1 << 20) / BLOCK_SIZE;
     const MAX: u64 = (256 << 20) / BLOCK_SIZE;
@@ -202,14 +212,14 @@ impl Backend for DiskFs {
         sys::readlink(self.nodes.fd(&*self.nodes.get(ino)?)?.as_fd())
     }
     fn mknod(&self, who: &Caller, parent: Ino, name: &OsStr, mode: u32, rdev: u32) -> Result<Attr> {
-        let made = self.make(who, parent, name, 0, |dir, n| {
+        let made = self.make(who, parent, name, (Space::Data, 0), |dir, n| {
             let mode = namespace::creation_mode(who, dir, mode)?;
             sys::mknodat(dir, n, mode, rdev.into()).map(|()| None)
         });
         Ok(made?.0)
     }
     fn mkdir(&self, who: &Caller, parent: Ino, name: &OsStr, mode: u32) -> Result<Attr> {
-        let made = self.make(who, parent, name, 1, |dir, n| {
+        let made = self.make(who, parent, name, (Space::Metadata, 1), |dir, n| {
             sys::mkdirat(dir, n, mode & 0o7777).map(|()| None)
         });
         Ok(made?.0)
@@ -219,7 +229,7 @@ impl Backend for DiskFs {
         // ext4 keeps a target shorter than 60 bytes in the inode; longer ones take a block.
         let own = u64::from(target.len() >= 60);
         let target = sys::cstr(target)?;
-        let made = self.make(who, parent, name, own, |dir, n| {
+        let made = self.make(who, parent, name, (Space::Data, own), |dir, n| {
             sys::symlinkat(&target, dir, n).map(|()| None)
         });
         Ok(made?.0)
@@ -257,7 +267,7 @@ impl Backend for DiskFs {
     ) -> Result<(Attr, Opened)> {
         self.follow_volume_mount();
         let open = libc::O_CREAT | libc::O_EXCL | data::backing_flags(flags);
-        let (attr, fd) = self.make(who, parent, name, 0, |dir, n| {
+        let (attr, fd) = self.make(who, parent, name, (Space::Data, 0), |dir, n| {
             let mode = namespace::creation_mode(who, dir, mode)?;
             sys::openat(dir, n, open, mode & 0o7777).map(Some)
         })?;
@@ -349,7 +359,7 @@ impl Backend for DiskFs {
         if self.size_limited {
             s.blocks_avail = s.blocks_avail.min(avail);
         } else {
-            let used = self.usage.blocks_used();
+            let used = self.usage.total_blocks_used();
             (s.blocks, s.blocks_free, s.blocks_avail) = (used + avail, avail, avail);
         }
         if !self.inodes_limited {

@@ -1,7 +1,7 @@
 //! Names: lookup, creation, links, removal, rename and listing, each an `*at` call on a
 //! descriptor of the parent directory with one name component, never following a symlink.
 
-use super::account::Charge;
+use super::account::{Charge, Space};
 use super::creds::AsCaller;
 use super::nodes::{Node, NodeState, attr_of, blocks_of};
 use super::{DiskFs, sys};
@@ -101,15 +101,15 @@ impl DiskFs {
 
     /// Creates `name` in `parent` as the caller, with `make`, charging its inode and the
     /// space it and the parent take. The worst case reserved is a block of the parent
-    /// (its entries may need one more) plus `own_blocks`, what the new inode takes from
-    /// the start (a directory's first block, a long symlink's target), from the volume's
-    /// metadata allowance once the data limit is reached.
+    /// (its entries may need one more: metadata) plus `own`, what the new inode takes
+    /// from the start (a directory's first block: metadata; a long symlink's target:
+    /// data).
     pub(super) fn make(
         &self,
         who: &Caller,
         parent: Ino,
         name: &OsStr,
-        own_blocks: u64,
+        own: (Space, u64),
         make: impl FnOnce(BorrowedFd<'_>, &CStr) -> Result<Made>,
     ) -> Result<(Attr, Made)> {
         let c = name_of(name)?;
@@ -119,15 +119,17 @@ impl DiskFs {
             return Err(Errno::ENOSPC);
         }
         let mut ps = p.state();
-        let made = Charge::reserve_metadata(&self.usage, 1 + own_blocks).and_then(|mut charge| {
+        let made = Charge::reserve_metadata(&self.usage, 1).and_then(|mut charge| {
+            charge.reserve_more(own.0, own.1)?;
             let made = {
                 let _as = AsCaller::new(who)?;
                 make(pfd.as_fd(), &c)?
             };
             let (node, st) = self.lookup_at(pfd.as_fd(), &c)?;
             node.caps.created(); // every `make` creates (O_EXCL, mkdir, ...)
-            charge.added(blocks_of(&st));
-            charge.measured(&mut ps.charged, blocks_of(&sys::fstat(pfd.as_fd())?));
+            charge.added(Space::of_mode(st.st_mode), blocks_of(&st));
+            let parent_now = blocks_of(&sys::fstat(pfd.as_fd())?);
+            charge.measured_in(Space::Metadata, &mut ps.charged, parent_now);
             Ok((node.attr(&st), made))
         });
         if made.is_err() {
@@ -145,7 +147,8 @@ impl DiskFs {
         let _ns = node.state(); // no unlink of its last link meanwhile
         let mut charge = Charge::reserve_metadata(&self.usage, 1)?;
         sys::link_fd(self.nodes.fd(&node)?.as_fd(), pfd.as_fd(), &c)?;
-        charge.measured(&mut ps.charged, blocks_of(&sys::fstat(pfd.as_fd())?));
+        let parent_now = blocks_of(&sys::fstat(pfd.as_fd())?);
+        charge.measured_in(Space::Metadata, &mut ps.charged, parent_now);
         let fd = sys::open_path(pfd.as_fd(), &c)?;
         let st = sys::fstat(fd.as_fd())?;
         let node = self.nodes.remember(fd, &st, true)?;
@@ -161,6 +164,7 @@ impl DiskFs {
         node: Option<(&Node, &mut NodeState)>,
     ) {
         let dir = is_dir(st);
+        let space = Space::of_mode(st.st_mode);
         if !dir && st.st_nlink > 1 {
             return;
         }
@@ -172,10 +176,10 @@ impl DiskFs {
                     ns.orphan = true;
                     return;
                 }
-                charge.freed(std::mem::take(&mut ns.charged));
+                charge.freed(space, std::mem::take(&mut ns.charged));
                 self.nodes.uncache(node);
             }
-            None => charge.freed(blocks_of(st)),
+            None => charge.freed(space, blocks_of(st)),
         }
         self.usage.release_inode();
     }
@@ -199,7 +203,8 @@ impl DiskFs {
             }
             (None, _) => self.unlinked(&mut charge, &st, None),
         }
-        charge.measured(&mut ps.charged, blocks_of(&sys::fstat(pfd.as_fd())?));
+        let parent_now = blocks_of(&sys::fstat(pfd.as_fd())?);
+        charge.measured_in(Space::Metadata, &mut ps.charged, parent_now);
         Ok(())
     }
 
@@ -235,7 +240,7 @@ impl DiskFs {
         let mut vs = victim.as_ref().filter(|_| replaced_file).map(|n| n.state());
         // A rename takes no space but may grow the new directory: it must not fail on a
         // full volume (write a temporary file, rename it over the old one).
-        let mut charge = Charge::reserve_upto(&self.usage, 1);
+        let mut charge = Charge::reserve_metadata_if_free(&self.usage, 1);
         sys::renameat2(pfd.as_fd(), &a, npfd.as_fd(), &b, flags)?;
         if let Some(st) = &replaced {
             match (&victim, vs.as_deref_mut()) {
@@ -248,12 +253,14 @@ impl DiskFs {
                 }
             }
         }
-        charge.measured(
+        charge.measured_in(
+            Space::Metadata,
             &mut s1.charged,
             blocks_of(&sys::fstat(self.nodes.fd(first)?.as_fd())?),
         );
         if let Some(s2) = s2.as_mut() {
-            charge.measured(
+            charge.measured_in(
+                Space::Metadata,
                 &mut s2.charged,
                 blocks_of(&sys::fstat(self.nodes.fd(second)?.as_fd())?),
             );

@@ -17,6 +17,14 @@ macro_rules! errnos {
     ($($name:ident),* $(,)?) => {
         impl Errno {
             $(pub const $name: Errno = Errno(libc::$name);)*
+
+            /// Its symbolic name, for the errnos backends use.
+            fn name(self) -> Option<&'static str> {
+                match self.0 {
+                    $(libc::$name => Some(stringify!($name)),)*
+                    _ => None,
+                }
+            }
         }
     };
 }
@@ -66,14 +74,34 @@ impl From<io::Error> for Errno {
     }
 }
 
+/// `ENOENT`, or `errno 123` for one backends do not name: what a test failure shows.
 impl fmt::Debug for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", io::Error::from_raw_os_error(self.0), self.0)
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "errno {}", self.0),
+        }
     }
 }
 
+/// `No such file or directory (os error 2)`: what an operator reads, the number once.
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        io::Error::from_raw_os_error(self.0).fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_number_is_said_once() {
+        assert_eq!(
+            Errno::ENOENT.to_string(),
+            "No such file or directory (os error 2)"
+        );
+        assert_eq!(format!("{:?}", Errno::ENOSPC), "ENOSPC");
+        assert_eq!(format!("{:?}", Errno(libc::EDOM)), "errno 33");
     }
 }

@@ -4,6 +4,11 @@
 //! reserves before it takes (a compare-and-swap loop that never lets `used` pass the
 //! limit), so concurrent writers can never push a volume over its limit, and `statfs`
 //! answers from the counters with no walk.
+//!
+//! Metadata (a disk volume's directories) is counted apart from data: it takes the
+//! metadata allowance first and only beyond it the limit, so data has the whole limit
+//! (a 64 MiB volume holds 64 MiB of files) while data and metadata together never pass
+//! limit + allowance.
 
 use super::{BLOCK_SIZE, StatFs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -16,7 +21,11 @@ pub struct Usage {
     /// [`Usage::reserve_metadata_blocks`]).
     metadata_allowance: u64,
     inode_limit: u64,
+    /// Blocks of the limit in use: data, and metadata beyond the allowance (its spill).
     blocks: AtomicU64,
+    /// Metadata blocks, all of them: the allowance holds up to `metadata_allowance` of
+    /// them, `blocks` holds the rest.
+    metadata: AtomicU64,
     inodes: AtomicU64,
     /// Blocks ever released: only grows, so a sampler never misses a release.
     released: AtomicU64,
@@ -30,6 +39,7 @@ impl Usage {
             metadata_allowance: 0,
             inode_limit: inodes,
             blocks: AtomicU64::new(0),
+            metadata: AtomicU64::new(0),
             inodes: AtomicU64::new(0),
             released: AtomicU64::new(0),
         }
@@ -43,9 +53,10 @@ impl Usage {
         self.inode_limit
     }
 
-    /// Lets metadata take up to `blocks` beyond the limit, so that a full volume can still
-    /// get a new entry (an empty file, a directory, a link) as tmpfs can: data never
-    /// passes the limit, data and metadata together never pass limit + allowance.
+    /// Lets metadata take up to `blocks` beyond the limit, so that data has the whole
+    /// limit and a full volume can still get a new entry (an empty file, a directory, a
+    /// link) as tmpfs can: data never passes the limit, data and metadata together never
+    /// pass limit + allowance.
     pub fn with_metadata_allowance(mut self, blocks: u64) -> Usage {
         self.metadata_allowance = blocks;
         self
@@ -55,13 +66,69 @@ impl Usage {
         self.metadata_allowance
     }
 
-    /// Takes exactly `want` blocks for metadata (a new directory entry, a new inode's own
-    /// blocks), from the limit and then from the allowance.
-    pub fn reserve_metadata_blocks(&self, want: u64) -> bool {
-        let limit = self.block_limit.saturating_add(self.metadata_allowance);
-        reserve(&self.blocks, limit, want, true) == want
+    /// Blocks of the limit that `metadata` blocks take: those beyond the allowance.
+    fn spill(&self, metadata: u64) -> u64 {
+        metadata.saturating_sub(self.metadata_allowance)
     }
 
+    /// Takes exactly `want` blocks for metadata (a directory's blocks), from the
+    /// allowance and, once it is used up, from the limit.
+    pub fn reserve_metadata_blocks(&self, want: u64) -> bool {
+        if want == 0 {
+            return true;
+        }
+        // The spill is taken from the limit before the metadata counter moves, for the
+        // exact move that succeeds: `blocks` never holds less than the spill.
+        loop {
+            let m = self.metadata.load(Relaxed);
+            let spill = self.spill(m.saturating_add(want)) - self.spill(m);
+            if spill > 0 && !self.reserve_blocks(spill) {
+                return false;
+            }
+            let moved = self
+                .metadata
+                .compare_exchange(m, m.saturating_add(want), Relaxed, Relaxed);
+            if moved.is_ok() {
+                return true;
+            }
+            self.release_blocks(spill);
+        }
+    }
+
+    /// Gives back `n` metadata blocks (a release of more than is held stops at 0), and
+    /// the limit's blocks they no longer spill into.
+    pub fn release_metadata_blocks(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let before = self
+            .metadata
+            .fetch_update(Relaxed, Relaxed, |m| Some(m.saturating_sub(n)))
+            .unwrap_or_else(|m| m);
+        let after = before.saturating_sub(n);
+        self.release_blocks(self.spill(before) - self.spill(after));
+    }
+
+    /// Counts `n` metadata blocks taken without a reservation (found after the fact, or
+    /// already there when a volume is served again).
+    pub fn force_add_metadata_blocks(&self, n: u64) {
+        let before = self.metadata.fetch_add(n, Relaxed);
+        self.force_add_blocks(self.spill(before.saturating_add(n)) - self.spill(before));
+    }
+
+    /// Metadata blocks, those in the allowance and those beyond it.
+    pub fn metadata_blocks_used(&self) -> u64 {
+        self.metadata.load(Relaxed)
+    }
+
+    /// Everything used: data and metadata (on disk, what `du` of the backing directory
+    /// counts).
+    pub fn total_blocks_used(&self) -> u64 {
+        let in_allowance = self.metadata_blocks_used().min(self.metadata_allowance);
+        self.blocks_used().saturating_add(in_allowance)
+    }
+
+    /// Blocks of the limit in use: data, and metadata beyond the allowance.
     pub fn blocks_used(&self) -> u64 {
         self.blocks.load(Relaxed)
     }
@@ -114,14 +181,17 @@ impl Usage {
         self.inodes.fetch_add(inodes, Relaxed);
     }
 
-    /// Size is the limit, or what is used when metadata took some of the allowance above
-    /// it (so that Used is always the true usage, and Avail is 0).
+    /// Size is the limit (or what the limit's blocks hold, when a volume served again
+    /// holds more); Avail is what is left of it for data; Used (Size - Free) is all that
+    /// is used, data and the metadata in the allowance (on disk what `du` counts), up to
+    /// Size. So Avail exceeds Free by the metadata the allowance holds, up to a full limit.
     pub fn statfs(&self) -> StatFs {
         let used = self.blocks_used();
+        let size = self.block_limit.max(used);
         let free = self.block_limit.saturating_sub(used);
         StatFs {
-            blocks: self.block_limit.max(used),
-            blocks_free: free,
+            blocks: size,
+            blocks_free: size.saturating_sub(self.total_blocks_used()),
             blocks_avail: free,
             files: self.inode_limit,
             files_free: self.inode_limit.saturating_sub(self.inodes_used()),
@@ -140,6 +210,9 @@ pub struct UsageSnapshot {
     pub blocks: u64,
     pub inodes: u64,
     pub released: u64,
+    /// Metadata blocks; `None` in a state from before format 3, whose `blocks` counted
+    /// metadata as data (see [`UsageSnapshot::split_metadata`]).
+    pub metadata: Option<u64>,
 }
 
 impl Usage {
@@ -152,15 +225,19 @@ impl Usage {
             blocks: self.blocks.load(Relaxed),
             inodes: self.inodes.load(Relaxed),
             released: self.released.load(Relaxed),
+            metadata: Some(self.metadata.load(Relaxed)),
         }
     }
 
+    /// The counters of a snapshot (one from before format 3 with no metadata apart:
+    /// split it first where the medium has any).
     pub fn from_snapshot(s: UsageSnapshot) -> Usage {
         Usage {
             block_limit: s.block_limit,
             metadata_allowance: s.metadata_allowance,
             inode_limit: s.inode_limit,
             blocks: AtomicU64::new(s.blocks),
+            metadata: AtomicU64::new(s.metadata.unwrap_or(0)),
             inodes: AtomicU64::new(s.inodes),
             released: AtomicU64::new(s.released),
         }
@@ -168,16 +245,27 @@ impl Usage {
 }
 
 impl UsageSnapshot {
+    /// Writes the snapshot in the writer's layout; before format 3, `blocks` counted
+    /// all metadata blocks with the data, as older builds count them.
     pub fn write(&self, w: &mut crate::daemon::state::Writer) {
+        let apart = w.version() >= 3;
+        let in_allowance = self.metadata.unwrap_or(0).min(self.metadata_allowance);
         for v in [
             self.block_limit,
             self.metadata_allowance,
             self.inode_limit,
-            self.blocks,
+            if apart {
+                self.blocks
+            } else {
+                self.blocks.saturating_add(in_allowance)
+            },
             self.inodes,
             self.released,
         ] {
             w.u64(v);
+        }
+        if apart {
+            w.u64(self.metadata.unwrap_or(0));
         }
     }
 
@@ -191,7 +279,22 @@ impl UsageSnapshot {
             blocks: r.u64()?,
             inodes: r.u64()?,
             released: r.u64()?,
+            metadata: if r.version() >= 3 {
+                Some(r.u64()?)
+            } else {
+                None
+            },
         })
+    }
+
+    /// For a state from before format 3, whose `blocks` counted `metadata` blocks (found
+    /// again by the medium) with the data: counts them apart, as this build does.
+    pub fn split_metadata(&mut self, metadata: u64) {
+        if self.metadata.is_none() {
+            let in_allowance = metadata.min(self.metadata_allowance);
+            self.blocks = self.blocks.saturating_sub(in_allowance);
+            self.metadata = Some(metadata);
+        }
     }
 }
 
@@ -257,8 +360,13 @@ mod tests {
         assert!(u.reserve_metadata_blocks(1));
         assert!(!u.reserve_metadata_blocks(1), "the allowance is used up");
         u.release_blocks(5);
-        assert_eq!(u.reserve_blocks_upto(5), 2, "data below the limit only");
+        assert_eq!(
+            u.reserve_blocks_upto(5),
+            5,
+            "metadata holds none of the limit"
+        );
         assert_eq!(u.statfs().blocks_free, 0);
+        assert_eq!(u.total_blocks_used(), 13);
     }
 
     /// A release of more than is held (a double release, a bug elsewhere) stops the
@@ -290,6 +398,110 @@ mod tests {
     #[test]
     fn limit_rounds_up_to_whole_blocks() {
         assert_eq!(Usage::new(500_000_000, 1).block_limit(), 122_071);
+    }
+
+    /// Data has the whole limit while metadata fits the allowance; metadata beyond it
+    /// takes the limit, and gives it back when it shrinks into the allowance again.
+    #[test]
+    fn metadata_takes_the_allowance_first_then_the_limit() {
+        let u = Usage::new(10 * BLOCK_SIZE, 100).with_metadata_allowance(3);
+        assert!(u.reserve_metadata_blocks(1), "a root directory's block");
+        let s = u.statfs();
+        assert_eq!(
+            (s.blocks, s.blocks - s.blocks_free, s.blocks_avail),
+            (10, 1, 10)
+        );
+        assert!(u.reserve_blocks(10), "data: the whole limit");
+        let s = u.statfs();
+        assert_eq!(
+            (s.blocks, s.blocks - s.blocks_free, s.blocks_avail),
+            (10, 10, 0)
+        );
+        u.release_blocks(4);
+        assert!(
+            u.reserve_metadata_blocks(4),
+            "2 in the allowance, 2 of the limit"
+        );
+        assert_eq!((u.blocks_used(), u.metadata_blocks_used()), (8, 5));
+        assert_eq!(u.reserve_blocks_upto(5), 2, "data: what the spill left");
+        assert!(!u.reserve_metadata_blocks(1), "limit and allowance used up");
+        assert_eq!(u.total_blocks_used(), 13);
+        let s = u.statfs();
+        assert_eq!(
+            (s.blocks, s.blocks - s.blocks_free, s.blocks_avail),
+            (10, 10, 0)
+        );
+        u.release_metadata_blocks(3);
+        assert_eq!((u.blocks_used(), u.metadata_blocks_used()), (8, 2));
+        assert!(u.reserve_blocks(2), "the spill came back to data");
+        u.release_metadata_blocks(7);
+        assert_eq!(u.metadata_blocks_used(), 0, "a release past 0 stops there");
+        assert_eq!(u.blocks_used(), 10, "and gives back no data");
+        u.force_add_metadata_blocks(5);
+        assert_eq!(
+            (u.blocks_used(), u.total_blocks_used()),
+            (12, 15),
+            "counted after the fact: the spill passes the limit"
+        );
+    }
+
+    /// Concurrent metadata and data reservations never pass limit + allowance, and
+    /// data never passes the limit.
+    #[test]
+    fn concurrent_metadata_and_data_stay_within_limit_and_allowance() {
+        let u = Arc::new(Usage::new(1000 * BLOCK_SIZE, 1).with_metadata_allowance(100));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let u = u.clone();
+                std::thread::spawn(move || {
+                    let mut held = (0u64, 0u64);
+                    for i in 0..20_000u64 {
+                        if t % 2 == 0 {
+                            held.0 += u.reserve_blocks_upto(3);
+                        } else if u.reserve_metadata_blocks(2) {
+                            held.1 += 2;
+                        }
+                        if i % 3 == 0 {
+                            u.release_blocks(held.0.min(2));
+                            held.0 -= held.0.min(2);
+                            u.release_metadata_blocks(held.1.min(2));
+                            held.1 -= held.1.min(2);
+                        }
+                        assert!(u.total_blocks_used() <= 1100);
+                    }
+                    held
+                })
+            })
+            .collect();
+        let (data, meta) = threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .fold((0, 0), |a, h| (a.0 + h.0, a.1 + h.1));
+        assert_eq!(u.metadata_blocks_used(), meta);
+        assert_eq!(u.blocks_used(), data + meta.saturating_sub(100));
+        assert!(u.blocks_used() <= 1000 && u.total_blocks_used() <= 1100);
+    }
+
+    /// A state from before format 3 counted metadata with the data; read, split and
+    /// rebuilt, it gives the counters this build keeps.
+    #[test]
+    fn a_snapshot_from_before_format_3_splits_its_metadata() {
+        use crate::daemon::state::{Reader, Writer};
+        let u = Usage::new(10 * BLOCK_SIZE, 100).with_metadata_allowance(3);
+        assert!(u.reserve_metadata_blocks(5) && u.reserve_blocks(4));
+        for version in 1..=crate::daemon::state::FORMAT_VERSION {
+            let mut w = Writer::writing(version);
+            u.snapshot().write(&mut w);
+            let bytes = w.finish(version);
+            let mut r = Reader::open(&bytes).unwrap();
+            let mut s = UsageSnapshot::read(&mut r).unwrap();
+            r.done().unwrap();
+            if version < 3 {
+                assert_eq!((s.blocks, s.metadata), (9, None), "all as data");
+                s.split_metadata(5);
+            }
+            assert_eq!(s, u.snapshot(), "version {version}");
+        }
     }
 
     #[test]

@@ -196,7 +196,8 @@ fn hand_off<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd, hello: &str) {
 /// Sends the state; `Ok` once the successor serves (and this daemon must exit).
 fn offer<B: Transfer>(d: &Daemon<B>, conn: &OwnedFd) -> Result<(), String> {
     // A state as a build from before format 2 wrote it (this daemon cached every open
-    // and told the kernel generation 0 as such a build did), to test taking over from one.
+    // and told the kernel generation 0 as such a build did; its usage counts metadata with
+    // the data), to test taking over from one.
     let as_format_1 = fault("state-format-1");
     let version = match () {
         _ if as_format_1 => 1,

@@ -13,7 +13,8 @@ use crate::common::wire;
 use crate::common::{default_inode_limit, default_size_limit};
 use crate::daemon::disk::DiskFs;
 use crate::daemon::fs::Transfer;
-use crate::daemon::fs::{Backend, ROOT_INO, SetAttr};
+use crate::daemon::fs::usage::Usage;
+use crate::daemon::fs::{BLOCK_SIZE, Backend, ROOT_INO, SetAttr};
 use crate::daemon::fuse;
 use crate::daemon::handoff;
 use crate::daemon::memory::MemoryFs;
@@ -85,7 +86,7 @@ pub fn serve(opts: &ServeArgs) -> Result<(), Failure> {
             set_root(&*fs, opts)?;
             crate::daemon::memory::spawn_reclaimer(&fs)
                 .map_err(|e| failed(format!("starting the reclaimer: {e}")))?;
-            let d = start(describe(Some(size), Some(inodes)));
+            let d = start(describe(fs.usage()));
             let mounted = mount(&fs, &d)?;
             d.run(fs, mounted, signals, || {})
         }
@@ -94,7 +95,7 @@ pub fn serve(opts: &ServeArgs) -> Result<(), Failure> {
                 DiskFs::open(backing, opts.size_limit, opts.inode_limit).map_err(invalid)?,
             );
             set_root(&*fs, opts)?;
-            let d = start(describe(opts.size_limit, opts.inode_limit));
+            let d = start(describe(fs.usage()));
             let mounted = mount(&fs, &d)?;
             d.run(fs, mounted, signals, || {})
         }
@@ -136,10 +137,25 @@ fn mount<B: Backend>(fs: &Arc<B>, d: &Daemon) -> Result<fuse::Mounted<B>, Failur
         .map_err(|e| failed(format!("mounting {}: {e}", d.mountpoint.display())))
 }
 
-fn describe(size: Option<u64>, inodes: Option<u64>) -> String {
-    let or_backing =
-        |v: Option<u64>| v.map_or("the backing filesystem's".into(), |n| n.to_string());
-    format!("{} bytes, {} inodes", or_backing(size), or_backing(inodes))
+/// The limits as they are enforced: the size in whole 4 KiB blocks, as `df` shows it
+/// (`--size-limit 100m`, a tenth of a byte, is "4096 bytes (4 KiB)").
+fn describe(usage: &Usage) -> String {
+    let size = match usage.block_limit() {
+        // No limit of its own (a disk volume without --size-limit).
+        b if b >= u64::MAX.div_ceil(BLOCK_SIZE) => "the backing filesystem's size".to_string(),
+        b => {
+            let bytes = b * BLOCK_SIZE;
+            let binary = crate::quantity::format_binary(bytes);
+            let unit = binary.trim_start_matches(|c: char| c.is_ascii_digit());
+            let number = &binary[..binary.len() - unit.len()];
+            format!("{bytes} bytes ({number} {unit}B)")
+        }
+    };
+    let inodes = match usage.inode_limit() {
+        u64::MAX => "the backing filesystem's inodes".to_string(),
+        n => format!("{n} inodes"),
+    };
+    format!("{size}, {inodes}")
 }
 
 /// A daemon about to serve its volume.

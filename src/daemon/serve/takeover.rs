@@ -149,14 +149,7 @@ fn serve_taken<B: Transfer>(
     let d = Daemon {
         mountpoint: std::path::PathBuf::from(&common.mountpoint),
         threads,
-        limits: {
-            let st = fs.statfs();
-            format!(
-                "{} bytes, {} inodes",
-                st.blocks * u64::from(st.block_size),
-                st.files
-            )
-        },
+        limits: super::describe(fs.usage()),
         ready_fd: opts.ready_fd,
         listener: Some(listener),
         handoffs: common.handoffs + 1,

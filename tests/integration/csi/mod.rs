@@ -6,6 +6,7 @@ mod cgroups;
 pub mod client;
 mod deploy;
 pub mod fixture;
+mod grpcio;
 mod idempotency;
 mod lifecycle;
 mod metrics;

@@ -7,6 +7,7 @@ mod descriptors;
 mod faults;
 mod handles;
 mod iomodes;
+mod usage;
 mod workloads;
 
 use crate::harness::*;
