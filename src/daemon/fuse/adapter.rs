@@ -1,0 +1,105 @@
+//! The adapter's state ([`Adapter`]: the backend, the gate, the io modes, the notifier),
+//! its panic containment ([`Adapter::guard`]) and the helpers that turn a backend's
+//! answer into fuser's reply. The requests themselves are in `mod.rs`.
+
+use super::convert::{attr, errno, generation};
+use super::{Gate, IoModes, Negotiated, notify};
+use crate::daemon::fs::{Backend, Result};
+use fuser::*;
+use std::cell::RefCell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the kernel may trust names (also the absence of a name) and attributes
+/// without asking again. Every change to a volume goes through this mount (the disk
+/// backend's backing directory belongs to the daemon; a restarted daemon is a new
+/// mount), and the kernel updates or drops what it caches on each change it makes, so
+/// the cache can be trusted long: each lookup or getattr saved is a round trip.
+pub(super) const TTL: Duration = Duration::from_secs(60);
+
+thread_local! {
+    /// Per-thread buffer for read replies, so reads do not allocate.
+    pub(super) static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+pub struct Adapter<B: Backend> {
+    pub(super) backend: Arc<B>,
+    /// Every request holds a pass of it while it runs (see `gate.rs`).
+    pub(super) gate: Arc<Gate>,
+    /// How each open file is served (see `iomode.rs`).
+    pub(super) io: Arc<IoModes>,
+    /// Invalidations of what the kernel caches (see `notify.rs`).
+    pub(super) notify: Arc<notify::Notifier>,
+    /// A successor's: what its connection negotiated at INIT, asked for again.
+    pub(super) adopt: Option<Negotiated>,
+    /// `FUSE_HANDLE_KILLPRIV_V2` is in force: clearing setid bits is ours (set at INIT).
+    pub(super) kills: bool,
+}
+
+impl<B: Backend> Adapter<B> {
+    /// The backend is shared so that the caller (the daemon, a test) can still reach it.
+    pub fn new(
+        backend: Arc<B>,
+        gate: Arc<Gate>,
+        io: Arc<IoModes>,
+        notify: Arc<notify::Notifier>,
+        adopt: Option<Negotiated>,
+    ) -> Self {
+        Adapter {
+            backend,
+            gate,
+            io,
+            notify,
+            adopt,
+            kills: false,
+        }
+    }
+
+    /// Runs one backend call; a panic inside it answers EIO and keeps the mount up.
+    pub(super) fn guard<T>(&self, op: &str, f: impl FnOnce(&B) -> Result<T>) -> Result<T> {
+        match catch_unwind(AssertUnwindSafe(|| f(&self.backend))) {
+            Ok(r) => r,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                log::error!("{op}: handler panicked ({msg}); answered EIO");
+                Err(crate::daemon::fs::Errno::EIO)
+            }
+        }
+    }
+}
+
+macro_rules! answer {
+    ($reply:expr, $result:expr, |$v:pat_param| $ok:expr) => {
+        match $result {
+            Ok($v) => $ok,
+            Err(e) => $reply.error(errno(e)),
+        }
+    };
+}
+
+pub(super) fn entry(reply: ReplyEntry, r: Result<crate::daemon::fs::Attr>) {
+    answer!(reply, r, |a| reply.entry(&TTL, &attr(&a), generation(&a)))
+}
+
+pub(super) fn empty(reply: ReplyEmpty, r: Result<()>) {
+    answer!(reply, r, |()| reply.ok())
+}
+
+/// Answers a getxattr/listxattr: the size when asked for 0 bytes, ERANGE when the
+/// caller's buffer is too small, else the bytes.
+pub(super) fn xattr_reply(reply: ReplyXattr, size: u32, r: Result<Vec<u8>>) {
+    answer!(reply, r, |v| {
+        if size == 0 {
+            reply.size(v.len() as u32)
+        } else if v.len() > size as usize {
+            reply.error(fuser::Errno::ERANGE)
+        } else {
+            reply.data(&v)
+        }
+    })
+}
