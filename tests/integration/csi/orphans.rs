@@ -39,8 +39,9 @@ fn volumes_of_pods_gone_during_a_reboot_are_collected_after_the_grace_period() {
     node.cgroups.remove_pod(&gone.uid);
     std::fs::remove_dir_all(node.kubelet.path().join("pods").join(&gone.uid)).unwrap();
     node.cgroups.remove_pod(&leaked.uid);
-    node.start_plugin();
+    // The grace counts from when the new plugin first sees them: not before it starts.
     let started = Instant::now();
+    node.start_plugin();
     eventually("the orphans to go", Duration::from_secs(20), || {
         !anything_left(&node, &vols[0]) && !anything_left(&node, &vols[1])
     });
