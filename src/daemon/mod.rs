@@ -10,6 +10,8 @@
 //! - `fs`: the backend contract (`fs::Backend`), its types and errno, the volume's usage
 //!   counters and checks shared by all media;
 //! - `memory`: the `Memory` medium, an in-memory inode table;
+//! - `backing`: the filesystem a medium keeps files on (a backing directory, a private
+//!   tmpfs): system calls, their trouble, the daemon's private mount of it;
 //! - `disk`: the disk medium (kubelet's default), a safe passthrough to a backing
 //!   directory;
 //! - `fuse`: the thin adapter from fuser's `Filesystem` to any backend, the mount
@@ -20,8 +22,9 @@
 //! - `fault`: test-only fault injection.
 //!
 //! Who depends on whom, top down: `serve` -> `handoff` -> `fuse` -> `memory`, `disk` ->
-//! `state`, `fs` -> `fault`.
+//! `backing`, `state`, `fs` -> `fault`.
 
+mod backing;
 mod disk;
 mod fault;
 mod fs;

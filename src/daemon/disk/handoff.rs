@@ -5,7 +5,7 @@
 //! counters are the predecessor's (but from a state before format 3, whose usage did not
 //! count directories apart: their blocks are found by a walk).
 
-use super::backing_mount::BackingMount;
+use super::BackingMount;
 use super::data::{OpenDir, OpenFile};
 use super::nodes::Nodes;
 use super::{DIRENT_BUF, DiskFs};

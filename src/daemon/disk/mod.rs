@@ -1,6 +1,5 @@
 //! The disk medium: a passthrough to a backing directory, with hard limits.
 //!
-//! - `sys.rs`: the `*at` system calls, each on a descriptor and one name component;
 //! - `handle.rs`: kernel file handles, how a node names its inode without a descriptor;
 //! - `nodes.rs`: the inode table, inode numbers, lookup counts and the descriptor cache;
 //! - `creds.rs`: acting as the caller while creating, so files are born with their owner;
@@ -10,8 +9,8 @@
 //! - `direct.rs`: `O_DIRECT` passed through to the backing file;
 //! - `caps.rs`: remembering that a node has no `security.capability` (asked per write).
 //! - `passthrough.rs`: files the kernel reads and maps itself, kept without holes;
-//! - `backing_mount.rs`: the daemon's private mount of the backing directory, whose
-//!   access-time options follow the volume's mount.
+//! The system calls, their trouble and the daemon's private mount of the backing
+//! directory are `crate::daemon::backing`'s, shared with the memory medium.
 //!
 //! # Safety against the served tree
 //! The daemon never resolves a path built from names: every call starts from a descriptor
@@ -26,7 +25,6 @@
 //! its own: `statfs` shows the backing filesystem, as kubelet's disk emptyDir does.
 
 mod account;
-mod backing_mount;
 mod caps;
 mod creds;
 mod data;
@@ -36,16 +34,15 @@ mod handoff;
 mod namespace;
 mod nodes;
 mod passthrough;
-mod sys;
-mod trouble;
 
 use account::Space;
 pub use account::scan;
 
+use crate::daemon::backing::mount::BackingMount;
+use crate::daemon::backing::{sys, trouble};
 use crate::daemon::fs::mount_options::VolumeMount;
 use crate::daemon::fs::usage::Usage;
 use crate::daemon::fs::*;
-use backing_mount::BackingMount;
 use dashmap::DashMap;
 use data::{OpenDir, OpenFile};
 use nodes::Nodes;

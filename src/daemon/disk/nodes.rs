@@ -218,7 +218,7 @@ impl Nodes {
     }
 
     /// Reaches the backing directory (and opens file handles) through `fd` from now on:
-    /// the same directory on another mount (`backing_mount.rs`). Before serving only.
+    /// the same directory on another mount (`backing/mount.rs`). Before serving only.
     pub fn set_root(&mut self, fd: OwnedFd) {
         self.root_fd = Arc::new(fd);
     }

@@ -6,7 +6,7 @@
 //! `S_NOATIME`): the memory medium updates it when a read reaches the daemon (and keeps
 //! the kernel from serving a read that should update it from its page cache, see
 //! `memory/io.rs`); the disk medium lets the backing filesystem do it, through a mount
-//! whose options follow the volume's (`disk/backing_mount.rs`).
+//! whose options follow the volume's (`backing/mount.rs`).
 
 use super::FileKind;
 use std::time::{SystemTime, UNIX_EPOCH};

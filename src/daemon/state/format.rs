@@ -16,7 +16,7 @@
 //! 3 (issue 20): generations, for file handles (a memory volume's, `memory/mod.rs`; a
 //! disk volume's nodes carry theirs, and the nodes the kernel forgot follow the table,
 //! `disk/nodes.rs`); a memory volume's open directories (where each listing ends,
-//! `memory/listing.rs`); a disk volume's private backing mount (`disk/backing_mount.rs`);
+//! `memory/listing.rs`); a disk volume's private backing mount (`backing/mount.rs`);
 //! the usage counts metadata blocks apart from data (`fs/usage.rs`: a disk volume from an
 //! older state finds its directories' blocks by a walk).
 
