@@ -268,10 +268,10 @@ fn usage_counters_agree_with_a_walk_of_the_data() {
     for w in workers {
         w.join().unwrap();
     }
-    assert!(fs_.usage().blocks_used() <= 2048);
-    assert_eq!(fs_.walk_blocks(), fs_.usage().blocks_used());
+    assert!(fs_.blocks_used() <= 2048);
+    assert_eq!(fs_.walk_blocks(), fs_.blocks_used());
     // Memory is held only by written blocks, and none once every file is gone.
-    assert!(fs_.data_bytes_held() <= fs_.usage().blocks_used() * 4096);
+    assert!(fs_.data_bytes_held() <= fs_.blocks_used() * 4096);
     for e in fs::read_dir(&v.mnt).unwrap() {
         fs::remove_file(e.unwrap().path()).unwrap();
     }
@@ -300,7 +300,7 @@ fn memory_of_file_data_comes_back_at_once() {
     eventually("the last close to give the pages back", SOON, || {
         fs_.data_bytes_held() == 0
     });
-    assert_eq!(fs_.usage().blocks_used(), 0);
+    assert_eq!(fs_.blocks_used(), 0);
 }
 
 /// Writes, overwrites, truncates, punches and unlinks (some while open), ignoring ENOSPC.

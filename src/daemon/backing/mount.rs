@@ -1,4 +1,5 @@
-//! The daemon's own mount of the backing directory, so that the backing filesystem
+//! The daemon's own mount of the backing directory (or of a memory volume's tmpfs,
+//! [`BackingMount::adopt`]), so that the backing filesystem
 //! updates access times as the volume's mount options say, not as the node's mount of it
 //! does.
 //!
@@ -67,6 +68,21 @@ impl BackingMount {
         };
         m.apply(Options::NEVER)?;
         Ok((m, root))
+    }
+
+    /// A mount made for the daemon alone (a memory volume's tmpfs, `fsmount`): `tree`
+    /// is its descriptor. Access times as a new mount's (`relatime`) until
+    /// [`BackingMount::follow`] says otherwise.
+    pub fn adopt(tree: OwnedFd) -> BackingMount {
+        BackingMount {
+            tree: Some(tree),
+            applied: AtomicU8::new(NONE),
+        }
+    }
+
+    /// The mount's root (`O_PATH`), to open from.
+    pub fn tree(&self) -> Option<BorrowedFd<'_>> {
+        self.tree.as_ref().map(|t| t.as_fd())
     }
 
     /// Files are opened through the node's mount of the backing directory.

@@ -40,10 +40,25 @@ pub fn is_trouble(e: Errno) -> bool {
     )
 }
 
+thread_local! {
+    /// Set while ENOSPC is the volume's own limit ([`within_limit`]).
+    static LIMIT_IS_OURS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, in which ENOSPC from the backing filesystem is the volume's own limit (a
+/// memory volume's tmpfs is sized to it), the answer to the request, not trouble.
+pub fn within_limit<R>(f: impl FnOnce() -> R) -> R {
+    let before = LIMIT_IS_OURS.replace(true);
+    let r = f();
+    LIMIT_IS_OURS.set(before);
+    r
+}
+
 /// Logs `e` from the system call `op` if it is trouble (rate-limited); returns it.
 pub fn note(op: &str, e: Errno) -> Errno {
     static LIMIT: RateLimit = RateLimit::new(INTERVAL);
     if is_trouble(e)
+        && !(e.0 == libc::ENOSPC && LIMIT_IS_OURS.get())
         && let Some(more) = LIMIT.admit_now()
     {
         log::error!(

@@ -9,6 +9,7 @@
 //! - `direct.rs`: `O_DIRECT` passed through to the backing file;
 //! - `caps.rs`: remembering that a node has no `security.capability` (asked per write).
 //! - `passthrough.rs`: files the kernel reads and maps itself, kept without holes;
+//!
 //! The system calls, their trouble and the daemon's private mount of the backing
 //! directory are `crate::daemon::backing`'s, shared with the memory medium.
 //!

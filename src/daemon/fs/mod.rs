@@ -186,6 +186,18 @@ pub trait Backend: Send + Sync + 'static {
     fn passthrough_begin(&self, _ino: Ino, _fh: Fh) -> Option<std::os::fd::OwnedFd> {
         None
     }
+    /// Whether the kernel may write the backing files itself too: the backing filesystem
+    /// keeps the volume's limit (a memory volume's tmpfs). Then every open is
+    /// passthrough, for writing as well as reading; otherwise files opened for writing
+    /// are served direct, so that every write reaches the backend.
+    fn passthrough_writes(&self) -> bool {
+        false
+    }
+    /// The daemon exits with no successor (a signal, the volume unmounted), after its last
+    /// request: what would outlive it goes now. A memory volume's data would, in files the
+    /// kernel still reads and writes for a process that holds one open (passthrough): it
+    /// is freed, and such a process's writes fail (`memory/data.rs`).
+    fn end(&self) {}
     /// The last passthrough open of `ino` was released.
     fn passthrough_end(&self, _ino: Ino) {}
     /// After a hand-off: `ino` has passthrough opens (as after `passthrough_begin`).

@@ -107,7 +107,14 @@ impl IoModes {
         match tried {
             Ok(device) => {
                 let _ = self.device.set(device);
-                log::info!("one copy of the data: passthrough for reading, direct for writing");
+                log::info!(
+                    "one copy of the data: passthrough for reading, {} for writing",
+                    if backend.passthrough_writes() {
+                        "passthrough"
+                    } else {
+                        "direct"
+                    }
+                );
             }
             Err(e) => log::warn!("no passthrough ({e}): the page cache holds data twice"),
         }
@@ -139,6 +146,8 @@ impl IoModes {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let mut t = self.lock();
         let inode = t.inodes.entry(ino).or_default();
+        // The backing filesystem keeps the limit: the kernel may write it too.
+        let writable = writable && !backend.passthrough_writes();
         let mode = if inode.passthrough > 0 {
             Mode::Passthrough { direct: writable }
         } else if inode.direct > 0 || writable {

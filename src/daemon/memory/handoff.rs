@@ -1,28 +1,27 @@
 //! A memory volume handed to a successor: the inode table (every inode the kernel
-//! knows, with its number, lookup and open counts; names, attributes, xattrs, symlink
-//! targets and block maps), the volume's generation, the usage counters, the slot
-//! allocator and the open directories (where each listing ends; these two from format 3
-//! on) go in the state; the data stays in the memfd, whose descriptor goes with it
-//! (shared, never copied).
+//! knows, with its number, lookup and open counts; names, attributes, xattrs and symlink
+//! targets), the volume's generation, the usage counters and the open directories (where
+//! each listing ends; these two from format 3 on) go in the state; the data stays in the
+//! volume's tmpfs, whose mount's descriptor goes with it (shared, never copied; format
+//! 4). A state from before format 4 had the data in a memfd: `legacy.rs` copies it in.
 //!
 //! What is read back is checked before it is served: entries name inodes of the table,
-//! a slot is used by one block of one file and is not free, usage equals what the inodes
+//! every live regular file has its data file, the tmpfs's usage equals what the inodes
 //! hold, the root is a directory.
 
 use super::MemoryFs;
+use super::data::Data;
 use super::dir::Dir;
-use super::file::FileData;
-use super::inode::{Body, Inode, Meta, SHORT_SYMLINK};
+use super::inode::{Body, Inode, Meta};
+use super::legacy::{self, BlockMap};
 use super::listing::Listings;
-use super::store::Store;
 use super::xattr::Xattrs;
 use crate::daemon::fs::Transfer;
 use crate::daemon::fs::usage::{Usage, UsageSnapshot};
-use crate::daemon::fs::{FileKind, ROOT_INO};
+use crate::daemon::fs::{FileKind, Ino, ROOT_INO};
 use crate::daemon::state::FdTable;
 use crate::daemon::state::{Reader, Refused, Writer};
 use dashmap::DashMap;
-use std::collections::HashSet;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -69,10 +68,7 @@ fn write_inode(w: &mut Writer, i: &Inode) {
     w.bool(i.released.load(Relaxed));
     write_meta(w, &i.meta());
     match &*i.body() {
-        Body::File(f) => {
-            w.u8(FILE);
-            f.write_state(w);
-        }
+        Body::File => w.u8(FILE),
         Body::Dir(d) => {
             w.u8(DIR);
             d.write_state(w);
@@ -85,14 +81,24 @@ fn write_inode(w: &mut Writer, i: &Inode) {
     }
 }
 
-/// An inode of a volume whose generation is `generation`.
-fn read_inode(r: &mut Reader<'_>, generation: u32) -> Result<Inode, Refused> {
+/// An inode of a volume whose generation is `generation`; a regular file's block map in
+/// a state from before format 4 goes to `legacy`.
+fn read_inode(
+    r: &mut Reader<'_>,
+    generation: u32,
+    legacy: &mut Vec<(Ino, BlockMap)>,
+) -> Result<Inode, Refused> {
     let ino = r.u64()?;
     let kind = FileKind::from_mode(r.u32()?).ok_or_else(|| format!("inode {ino} of no kind"))?;
     let (lookups, opens, parent, released) = (r.u64()?, r.u64()?, r.u64()?, r.bool()?);
     let meta = read_meta(r)?;
     let body = match (r.u8()?, kind) {
-        (FILE, FileKind::Regular) => Body::File(FileData::read_state(r)?),
+        (FILE, FileKind::Regular) => {
+            if r.version() < 4 {
+                legacy.push((ino, legacy::read_block_map(r)?));
+            }
+            Body::File
+        }
         (DIR, FileKind::Directory) => Body::Dir(Dir::read_state(r)?),
         (SYMLINK, FileKind::Symlink) => Body::Symlink(r.bytes()?.to_vec()),
         (SPECIAL, _)
@@ -123,8 +129,15 @@ impl Transfer for MemoryFs {
         if w.version() >= 3 {
             w.u32(self.generation);
         }
+        if w.version() < 4 {
+            return Err(std::io::Error::other(format!(
+                "a memory volume's data cannot be written in state format {}",
+                w.version()
+            )));
+        }
         self.usage.snapshot().write(w);
-        self.store.write_state(w, fds);
+        self.data.write_state(w, fds);
+        w.u64(self.next_fh.load(Relaxed));
         let inodes: Vec<Arc<Inode>> = self.table.iter().map(|e| e.value().clone()).collect();
         w.u64(inodes.len() as u64);
         for i in &inodes {
@@ -140,11 +153,21 @@ impl Transfer for MemoryFs {
         let next_ino = r.u64()?;
         // Before format 3 every inode's generation was 0.
         let generation = if r.version() >= 3 { r.u32()? } else { 0 };
-        let usage = Usage::from_snapshot(UsageSnapshot::read(r)?);
-        let store = Store::read_state(r, fds)?;
+        let snapshot = UsageSnapshot::read(r)?;
+        let usage = Usage::from_snapshot(snapshot);
+        let (data, slots, next_fh) = if r.version() >= 4 {
+            (Data::read_state(r, fds)?, None, r.u64()? & !1)
+        } else {
+            let slots = legacy::read_slots(r, fds)?;
+            let bytes = snapshot.block_limit * crate::daemon::fs::BLOCK_SIZE;
+            let data = Data::new(bytes, snapshot.inode_limit)
+                .map_err(|e| format!("a tmpfs for the volume's data: {e}"))?;
+            (data, Some(slots), 2) // its handles were 0 and 1
+        };
+        let mut maps = Vec::new();
         let table = DashMap::new();
         for _ in 0..r.count(40)? {
-            let inode = read_inode(r, generation)?;
+            let inode = read_inode(r, generation, &mut maps)?;
             if inode.ino >= next_ino && inode.ino != ROOT_INO {
                 return Err(format!(
                     "inode {} at or past the next number {next_ino}",
@@ -168,17 +191,49 @@ impl Transfer for MemoryFs {
             next_ino: AtomicU64::new(next_ino),
             generation,
             usage,
-            store,
+            data,
             rename_lock: Mutex::new(()),
             listings,
             mount: Default::default(), // told where the volume is when it serves
+            freed_inodes: AtomicU64::new(0),
+            next_fh: AtomicU64::new(next_fh.max(2)),
         };
+        if let Some(slots) = slots {
+            fs.copy_legacy(&maps, &slots)?;
+        }
         fs.check()?;
         Ok(fs)
     }
 }
 
 impl MemoryFs {
+    /// Makes the data files of a state from before format 4 (`legacy.rs`), and reserves
+    /// the metadata's blocks.
+    fn copy_legacy(&self, maps: &[(Ino, BlockMap)], slots: &legacy::Slots) -> Result<(), Refused> {
+        let maps: std::collections::HashMap<Ino, &BlockMap> =
+            maps.iter().map(|(i, m)| (*i, m)).collect();
+        let empty = BlockMap::default();
+        for e in self.table.iter() {
+            let i = e.value();
+            if i.released.load(Relaxed) {
+                continue;
+            }
+            let blocks = match &*i.body() {
+                Body::File => {
+                    let map = maps.get(&i.ino).copied().unwrap_or(&empty);
+                    legacy::copy(map, slots, &self.data, i.ino)?;
+                    0
+                }
+                Body::Symlink(t) => Inode::symlink_blocks(t),
+                _ => 0,
+            };
+            self.data
+                .reserve(blocks + i.meta().xattr_blocks)
+                .map_err(|e| format!("the metadata of inode {}: {e}", i.ino))?;
+        }
+        Ok(())
+    }
+
     /// The consistency a received table must have before it is served.
     fn check(&self) -> Result<(), Refused> {
         let root = self.table.get(&ROOT_INO).ok_or("no root")?;
@@ -186,9 +241,8 @@ impl MemoryFs {
             return Err("the root is not a directory".into());
         }
         drop(root);
-        let mut slots = HashSet::new();
-        let mut blocks = 0u64;
         let mut live = 0u64;
+        let mut metadata = 0u64;
         for e in self.table.iter() {
             let i = e.value();
             match &*i.body() {
@@ -208,40 +262,26 @@ impl MemoryFs {
                         }
                     }
                 }
-                Body::File(f) => {
-                    for s in f.slots() {
-                        if !slots.insert(s) || self.store.is_free(s) {
-                            return Err(format!(
-                                "slot {s} of inode {} is free or used twice",
-                                i.ino
-                            ));
-                        }
-                    }
-                    if !i.released.load(Relaxed) {
-                        blocks += f.held_blocks();
-                    }
+                Body::File if !i.released.load(Relaxed) => {
+                    self.data
+                        .stat(i.ino)
+                        .map_err(|e| format!("the data of inode {}: {e}", i.ino))?;
                 }
-                Body::Symlink(t) if t.len() > SHORT_SYMLINK && !i.released.load(Relaxed) => {
-                    blocks += 1
+                Body::Symlink(t) if !i.released.load(Relaxed) => {
+                    metadata += Inode::symlink_blocks(t)
                 }
                 _ => {}
             }
             if !i.released.load(Relaxed) {
-                blocks += i.meta().xattr_blocks;
+                metadata += i.meta().xattr_blocks;
                 live += 1;
             }
         }
-        if slots.len() as u64 != self.store.slots_in_use() {
+        let held = self.data.metadata_blocks();
+        let inodes = self.usage.inodes_used();
+        if held != metadata || inodes != live {
             return Err(format!(
-                "{} slots in block maps, {} in use in the store",
-                slots.len(),
-                self.store.slots_in_use()
-            ));
-        }
-        let (used, inodes) = (self.usage.blocks_used(), self.usage.inodes_used());
-        if used != blocks || inodes != live {
-            return Err(format!(
-                "usage says {used} blocks and {inodes} inodes; the inodes hold {blocks} and are {live}"
+                "the state holds {held} metadata blocks and {inodes} inodes; the inodes hold {metadata} and are {live}"
             ));
         }
         Ok(())

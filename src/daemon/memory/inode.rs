@@ -10,8 +10,8 @@
 //!
 //! No lock is held while the inode table (a `DashMap`) is locked: Arcs are cloned out.
 
+use super::data::DataStat;
 use super::dir::Dir;
-use super::file::FileData;
 use super::xattr::Xattrs;
 use crate::daemon::fs::ratelimit::RateLimit;
 use crate::daemon::fs::{Attr, FileKind, Ino};
@@ -22,9 +22,13 @@ use std::time::{Duration, SystemTime};
 /// Symlinks up to this length are stored inline and take no block, as in tmpfs.
 pub const SHORT_SYMLINK: usize = 128;
 
+/// 512-byte units (`st_blocks`) in a block.
+const SECTORS: u64 = crate::daemon::fs::BLOCK_SIZE / 512;
+
 #[derive(Debug)]
 pub enum Body {
-    File(FileData),
+    /// A regular file: its data is a file of the volume's tmpfs (`data.rs`).
+    File,
     Dir(Dir),
     Symlink(Vec<u8>),
     Special,
@@ -132,15 +136,22 @@ impl Inode {
         self.parent.load(Relaxed)
     }
 
-    /// Attributes from a body the caller has locked.
-    pub fn attr_with(&self, body: &Body) -> Attr {
+    /// Attributes from a body the caller has locked and, for a regular file, what its
+    /// data file says (its size, blocks and times: the kernel writes it itself).
+    pub fn attr_with(&self, body: &Body, data: Option<DataStat>) -> Attr {
         let (size, blocks) = match body {
-            Body::File(f) => (f.size(), f.held_blocks()),
+            Body::File => data.map_or((0, 0), |d| (d.size, d.blocks)),
             Body::Dir(d) => (d.size(), 0),
-            Body::Symlink(t) => (t.len() as u64, u64::from(t.len() > SHORT_SYMLINK)),
+            Body::Symlink(t) => (t.len() as u64, Self::symlink_blocks(t) * SECTORS),
             Body::Special => (0, 0),
         };
         let m = self.meta();
+        let (atime, mtime, ctime) = match data {
+            // The data's ctime moves with writes and truncates, the inode's with
+            // changes of its metadata: the later is the file's.
+            Some(d) => (d.atime, d.mtime, d.ctime.max(m.ctime)),
+            None => (m.atime, m.mtime, m.ctime),
+        };
         Attr {
             ino: self.ino,
             generation: self.generation,
@@ -151,14 +162,15 @@ impl Inode {
             gid: m.gid,
             rdev: m.rdev,
             size,
-            blocks: blocks * (crate::daemon::fs::BLOCK_SIZE / 512),
-            atime: m.atime,
-            mtime: m.mtime,
-            ctime: m.ctime,
+            blocks,
+            atime,
+            mtime,
+            ctime,
         }
     }
 
-    pub fn attr(&self) -> Attr {
-        self.attr_with(&self.body())
+    /// Blocks a symlink's target takes from the limit: long ones one, as in tmpfs.
+    pub fn symlink_blocks(target: &[u8]) -> u64 {
+        u64::from(target.len() > SHORT_SYMLINK)
     }
 }

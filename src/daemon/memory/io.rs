@@ -1,17 +1,19 @@
 //! Open files, data and attribute changes.
 //!
+//! A regular file's data is a file of the volume's tmpfs (`data.rs`), which the kernel
+//! reads, writes and maps itself where it can (passthrough, `fuse/iomode.rs`); what
+//! reaches the daemon (truncates, `fallocate`, `SEEK_DATA`, `copy_file_range`, and reads
+//! and writes on a kernel without passthrough) is done to that file.
+//!
 //! # Access times
-//! A read that reaches the daemon updates the file's atime as the volume's mount options
-//! say ([`atime`]). The kernel keeps a memory volume's file pages across opens
-//! (`KEEP_CACHE`) and serves reads from them without a request, so an open that a read
-//! should update the atime of (under `relatime`: the file changed since it was last read,
-//! or that was a day ago; `strictatime`: always) is answered without `KEEP_CACHE`: the
-//! kernel drops the file's pages, and the open's first read reaches the daemon. Opens
-//! after that keep the cache until the file changes again. So under `relatime` a file
-//! read over and over is read from the page cache; the first read after each change is
-//! read from the daemon. What the page cache still serves without a request: reads of
-//! pages an open file (or a mapping) already has, after the file changed through another
-//! open file; reading an empty file or past the end.
+//! A file's times are its data file's: tmpfs updates them on reads and writes, the
+//! kernel's own or the daemon's, as the options of the tmpfs's mount say, and those
+//! follow the volume's mount (`data.rs`, [`atime`]). A directory's are the inode's: a
+//! listing updates them as the volume's options say. Where the kernel has no passthrough
+//! and caches a memory volume's file pages across opens (`KEEP_CACHE`), an open that a
+//! read should update the atime of (under `relatime`: the file changed since it was last
+//! read, or that was a day ago; `strictatime`: always) is answered without `KEEP_CACHE`,
+//! so that its first read reaches the daemon.
 
 use super::MemoryFs;
 use super::inode::{Body, Inode};
@@ -25,9 +27,43 @@ use std::time::SystemTime;
 /// The most one `copy_file_range` request copies; callers loop on short copies.
 const COPY_CHUNK: u64 = 16 << 20;
 
-/// A memory volume's file handle says one thing: that the file was opened `O_NOATIME`
-/// (its reads leave the atime alone). Otherwise it is 0.
+/// A memory volume's file handles are numbered (each open its own, as the kernel's io
+/// modes are kept per handle, `fuse/iomode.rs`), and the lowest bit says that the file
+/// was opened `O_NOATIME` (its reads leave the atime alone). Before state format 4 every
+/// handle was 0 or this bit alone.
 const NOATIME_FH: Fh = 1;
+
+fn timespec(t: Option<SetTime>) -> libc::timespec {
+    match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(SetTime::Now) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(SetTime::At(t)) => {
+            let (sec, nsec) = match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => (d.as_secs() as i64, d.subsec_nanos() as i64),
+                Err(e) => {
+                    // Before 1970: whole seconds down, nanoseconds up.
+                    let d = e.duration();
+                    let (s, n) = (d.as_secs() as i64, d.subsec_nanos() as i64);
+                    if n == 0 {
+                        (-s, 0)
+                    } else {
+                        (-s - 1, 1_000_000_000 - n)
+                    }
+                }
+            };
+            libc::timespec {
+                tv_sec: sec,
+                tv_nsec: nsec,
+            }
+        }
+    }
+}
 
 fn resolve(t: SetTime, now: SystemTime) -> SystemTime {
     match t {
@@ -42,34 +78,33 @@ impl MemoryFs {
         if inode.kind == FileKind::Directory {
             return Err(Errno::EISDIR);
         }
-        let _decided = inode.body(); // see `maybe_release`
+        let body = inode.body(); // see `maybe_release`
         inode.opens.fetch_add(1, Relaxed);
         if inode.released.load(Relaxed) {
             inode.opens.fetch_sub(1, Relaxed);
             return Err(Errno::ESTALE);
         }
+        // Before the kernel reads the data file itself (passthrough).
+        self.data.follow(self.mount.options());
         let noatime = flags & libc::O_NOATIME != 0;
         let reads = flags & libc::O_ACCMODE != libc::O_WRONLY;
-        // Every change to the data passes through this daemon and the kernel, so the
-        // kernel's page cache stays valid across opens; but a read that should update
-        // the atime must reach the daemon (see the module's doc).
-        let keep_cache = !(reads && !noatime && self.atime_due(inode));
+        let keep_cache = !(reads && !noatime && self.atime_due(inode, &body));
         Ok(Opened {
-            fh: if noatime { NOATIME_FH } else { 0 },
+            fh: self.next_fh.fetch_add(2, Relaxed) | if noatime { NOATIME_FH } else { 0 },
             keep_cache,
         })
     }
 
-    /// Whether a read of `inode` now would update its atime.
-    fn atime_due(&self, inode: &Inode) -> bool {
+    /// Whether a read of `inode` (whose body the caller has locked: a second read lock
+    /// would wait behind a writer that waits for the first) now would update its atime.
+    fn atime_due(&self, inode: &Inode, body: &Body) -> bool {
         let rule = self.mount.options().rule(inode.kind);
-        let m = inode.meta();
-        atime::due(rule, m.atime, m.mtime, m.ctime, SystemTime::now())
+        let a = self.attr_with(inode, body);
+        atime::due(rule, a.atime, a.mtime, a.ctime, SystemTime::now())
     }
 
-    /// A read of `inode` (a file's data, a directory's entries) was served: updates its
-    /// atime as the volume's mount options say, unless the reader opened it `O_NOATIME`
-    /// (`noatime`).
+    /// A directory was listed: updates its atime as the volume's mount options say,
+    /// unless the reader opened it `O_NOATIME` (`noatime`).
     pub(super) fn accessed(&self, inode: &Inode, noatime: bool) {
         if noatime {
             return;
@@ -84,21 +119,24 @@ impl MemoryFs {
 
     pub(super) fn do_setattr(&self, ino: Ino, set: &SetAttr) -> Result<Attr> {
         let inode = self.get(ino)?;
-        let mut body = inode.body_mut();
+        let body = inode.body_mut();
         let now = SystemTime::now();
-        let mut resized = false;
+        let file = matches!(&*body, Body::File);
         if let Some(size) = set.size {
-            match &mut *body {
-                Body::File(f) => {
+            match &*body {
+                Body::File => {
                     if size > i64::MAX as u64 {
                         return Err(Errno::EFBIG);
                     }
-                    resized = size != f.size();
-                    f.truncate(size, &self.usage, &self.store)?;
+                    self.data.truncate(ino, size)?;
                 }
                 Body::Dir(_) => return Err(Errno::EISDIR),
                 _ => return Err(Errno::EINVAL),
             }
+        }
+        if file && (set.atime.is_some() || set.mtime.is_some()) {
+            self.data
+                .set_times(ino, &[timespec(set.atime), timespec(set.mtime)])?;
         }
         let mut m = inode.meta();
         // With the group before a chown changes it, as the VFS decides.
@@ -116,21 +154,21 @@ impl MemoryFs {
         if let Some(gid) = set.gid {
             m.gid = gid;
         }
-        if let Some(t) = set.atime {
-            m.atime = resolve(t, now);
-        }
-        match set.mtime {
-            Some(t) => m.mtime = resolve(t, now),
-            None if resized => m.mtime = now,
-            None => {}
+        if !file {
+            if let Some(t) = set.atime {
+                m.atime = resolve(t, now);
+            }
+            if let Some(t) = set.mtime {
+                m.mtime = resolve(t, now);
+            }
         }
         m.ctime = set.ctime.unwrap_or(now);
         drop(m);
-        Ok(inode.attr_with(&body))
+        self.changed(&inode);
+        Ok(self.attr_with(&inode, &body))
     }
 
-    /// Reads for open file `fh`, updating the atime (before the kernel is answered: it
-    /// asks for the attributes again after a read).
+    /// Reads for open file `fh` (the kernel has no passthrough).
     pub(super) fn do_read(
         &self,
         ino: Ino,
@@ -141,12 +179,10 @@ impl MemoryFs {
     ) -> Result<()> {
         let inode = self.get(ino)?;
         match &*inode.body() {
-            Body::File(f) => f.read(offset, size as usize, buf, &self.store)?,
-            Body::Dir(_) => return Err(Errno::EISDIR),
-            _ => return Err(Errno::EINVAL),
+            Body::File => self.data.read(ino, offset, size, fh & NOATIME_FH != 0, buf),
+            Body::Dir(_) => Err(Errno::EISDIR),
+            _ => Err(Errno::EINVAL),
         }
-        self.accessed(&inode, fh == NOATIME_FH);
-        Ok(())
     }
 
     pub(super) fn do_write(
@@ -157,19 +193,24 @@ impl MemoryFs {
         clear: killpriv::Clear,
     ) -> Result<Written> {
         let inode = self.get(ino)?;
-        let mut body = inode.body_mut();
-        let Body::File(f) = &mut *body else {
+        let body = inode.body();
+        let Body::File = &*body else {
             return Err(Errno::EINVAL);
         };
-        let n = f.write(offset, data, &self.usage, &self.store)?;
+        let n = self.data.write(ino, offset, data)?;
         let mut m = inode.meta();
-        m.touch_mc(SystemTime::now());
         let before = m.perm;
         if let Some(who) = clear.setid {
             m.perm = killpriv::cleared(m.perm, m.gid, &killpriv::Kill::Modified(who));
         }
         let mode_changed = m.perm != before;
+        if mode_changed {
+            m.ctime = SystemTime::now();
+        }
         drop((m, body));
+        if mode_changed {
+            self.changed(&inode);
+        }
         if clear.caps {
             match self.do_removexattr(ino, std::ffi::OsStr::new("security.capability")) {
                 Ok(()) | Err(Errno::ENODATA) => {}
@@ -188,61 +229,49 @@ impl MemoryFs {
             return Err(Errno::EOPNOTSUPP);
         }
         let inode = self.get(ino)?;
-        let mut body = inode.body_mut();
-        let Body::File(f) = &mut *body else {
+        let body = inode.body_mut();
+        let Body::File = &*body else {
             return Err(Errno::ENODEV);
         };
-        let keep = mode & FALLOC_KEEP_SIZE != 0;
-        let before = f.size();
-        let changes_data = mode & (FALLOC_PUNCH_HOLE | FALLOC_ZERO_RANGE) != 0;
-        if mode & FALLOC_PUNCH_HOLE != 0 {
-            f.punch_hole(offset, len, &self.usage, &self.store)?;
-        } else if mode & FALLOC_ZERO_RANGE != 0 {
-            f.zero_range(offset, len, keep, &self.usage, &self.store)?;
-        } else {
-            f.allocate(offset, len, keep, &self.usage)?;
-        }
-        let now = SystemTime::now();
-        let mut m = inode.meta();
-        m.ctime = now;
-        if changes_data || f.size() != before {
-            m.mtime = now;
-        }
-        Ok(())
+        self.data.fallocate(ino, offset, len, mode)
     }
 
     pub(super) fn do_lseek(&self, ino: Ino, offset: i64, whence: i32) -> Result<i64> {
-        let offset = u64::try_from(offset).map_err(|_| Errno::ENXIO)?;
+        if offset < 0 {
+            return Err(Errno::ENXIO);
+        }
         let inode = self.get(ino)?;
         let body = inode.body();
-        let Body::File(f) = &*body else {
+        let Body::File = &*body else {
             return Err(Errno::EINVAL);
         };
-        let pos = match whence {
-            libc::SEEK_DATA => f.seek_data(offset)?,
-            libc::SEEK_HOLE => f.seek_hole(offset)?,
-            _ => return Err(Errno::EINVAL),
-        };
-        Ok(pos as i64)
+        match whence {
+            libc::SEEK_DATA | libc::SEEK_HOLE => self.data.seek(ino, offset, whence),
+            _ => Err(Errno::EINVAL),
+        }
     }
 
     pub(super) fn do_copy_file_range(
         &self,
         ino_in: Ino,
-        fh_in: Fh,
         off_in: u64,
         ino_out: Ino,
         off_out: u64,
         len: u64,
     ) -> Result<u32> {
-        let mut buf = Vec::new();
-        self.do_read(ino_in, fh_in, off_in, len.min(COPY_CHUNK) as u32, &mut buf)?;
-        if buf.is_empty() {
-            return Ok(0);
+        let (a, b) = (self.get(ino_in)?, self.get(ino_out)?);
+        if a.kind != FileKind::Regular || b.kind != FileKind::Regular {
+            return Err(Errno::EINVAL);
         }
         // Setid bits were cleared by the SETATTR the kernel sent before it.
-        let w = self.do_write(ino_out, off_out, &buf, killpriv::Clear::default())?;
-        Ok(w.bytes)
+        let n = self.data.copy(
+            ino_in,
+            off_in,
+            ino_out,
+            off_out,
+            len.min(COPY_CHUNK) as usize,
+        )?;
+        Ok(n as u32)
     }
 
     pub(super) fn do_setxattr(
@@ -257,18 +286,22 @@ impl MemoryFs {
         let previous = m.xattrs.get(name).ok().map(<[u8]>::to_vec);
         m.xattrs.set(name, value, flags)?;
         let blocks = (m.xattrs.bytes() as u64).div_ceil(BLOCK_SIZE);
-        if blocks > m.xattr_blocks && !self.usage.reserve_blocks(blocks - m.xattr_blocks) {
+        if blocks > m.xattr_blocks
+            && let Err(e) = self.data.reserve(blocks - m.xattr_blocks)
+        {
             match previous {
                 Some(v) => m.xattrs.set(name, &v, 0)?,
                 None => m.xattrs.remove(name)?,
             }
-            return Err(Errno::ENOSPC);
+            return Err(e);
         }
         if blocks < m.xattr_blocks {
-            self.usage.release_blocks(m.xattr_blocks - blocks);
+            self.data.release(m.xattr_blocks - blocks);
         }
         m.xattr_blocks = blocks;
         m.ctime = SystemTime::now();
+        drop(m);
+        self.changed(&inode);
         Ok(())
     }
 
@@ -277,9 +310,11 @@ impl MemoryFs {
         let mut m = inode.meta();
         m.xattrs.remove(name)?;
         let blocks = (m.xattrs.bytes() as u64).div_ceil(BLOCK_SIZE);
-        self.usage.release_blocks(m.xattr_blocks - blocks);
+        self.data.release(m.xattr_blocks - blocks);
         m.xattr_blocks = blocks;
         m.ctime = SystemTime::now();
+        drop(m);
+        self.changed(&inode);
         Ok(())
     }
 }

@@ -146,7 +146,7 @@ impl MemoryFs {
         let end = self.listings.end(fh, offset, dir.next_cookie());
         self.accessed(&d, self.listings.noatime(fh));
         // The kernel takes no lookup for `.` and `..`, and ignores their attributes.
-        let own = plus.then(|| d.attr_with(&body));
+        let own = plus.then(|| self.attr_with(&d, &body));
         let dots = [(OsStr::new("."), d.ino), (OsStr::new(".."), d.parent())];
         for (i, (name, ino)) in dots.into_iter().enumerate().skip(offset.min(2) as usize) {
             let attr = own.map(|a| Attr { ino, ..a });
@@ -165,7 +165,7 @@ impl MemoryFs {
             let attr = if plus {
                 let child = self.get(entry.ino)?;
                 child.lookups.fetch_add(1, Relaxed);
-                Some((child.attr(), child))
+                Some((self.attr(&child), child))
             } else {
                 None
             };

@@ -1,8 +1,10 @@
 //! The `Memory` medium: the whole volume lives in an in-memory inode table.
 //!
 //! - `inode.rs`: one inode, its locks and the lock order;
-//! - `dir.rs`, `file.rs`, `xattr.rs`: what an inode holds;
-//! - `store.rs`: the volume's file data, in 4 KiB slots of one memfd;
+//! - `dir.rs`, `xattr.rs`: what an inode holds;
+//! - `data.rs`: the files' data, a file each in a tmpfs of the volume's own, which the
+//!   kernel reads and writes itself (passthrough) and which keeps the limit;
+//! - `legacy.rs`: the data of a volume handed over by a build that kept it in a memfd;
 //! - `namespace.rs`: lookups, creation, unlink, rename;
 //! - `listing.rs`: open directories and where their listings end;
 //! - `io.rs`: open files, data, attributes changes;
@@ -25,15 +27,15 @@
 //! as its link count is 0 and no handle is open (`released`); it leaves the table once,
 //! in addition, the kernel has forgotten it.
 
+mod data;
 mod dir;
-mod file;
 mod handoff;
 mod inode;
 mod io;
+mod legacy;
 mod listing;
 mod namespace;
 mod reclaim;
-mod store;
 mod xattr;
 
 pub use reclaim::spawn_reclaimer;
@@ -42,7 +44,7 @@ use crate::daemon::fs::mount_options::VolumeMount;
 use crate::daemon::fs::usage::Usage;
 use crate::daemon::fs::*;
 use dashmap::DashMap;
-use inode::{Body, Inode, Meta, SHORT_SYMLINK};
+use inode::{Body, Inode, Meta};
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -54,29 +56,37 @@ pub struct MemoryFs {
     next_ino: AtomicU64,
     /// Every inode's but the root's (see above).
     generation: u32,
+    /// The limits, and the inodes used; the blocks used are the tmpfs's (`data.rs`).
     usage: Usage,
-    store: store::Store,
+    data: data::Data,
     /// Serialises renames between directories (lock order level 1, see `inode.rs`).
     rename_lock: Mutex<()>,
     /// Open directories (`listing.rs`).
     listings: listing::Listings,
     /// The volume's mount, whose options decide access times.
     mount: VolumeMount,
+    /// Inodes freed since the daemon started (`reclaim.rs`).
+    freed_inodes: AtomicU64,
+    /// The next open file's handle (even: `io.rs`).
+    next_fh: AtomicU64,
 }
 
 impl MemoryFs {
     /// A volume of `bytes` and `inodes` whose root is owned by the daemon, mode 0777.
-    /// Fails only if the memory file for its data cannot be created.
+    /// Fails only if the tmpfs for its data cannot be made (no `CAP_SYS_ADMIN`).
     pub fn new(bytes: u64, inodes: u64) -> std::io::Result<MemoryFs> {
         let fs = MemoryFs {
             table: DashMap::new(),
             next_ino: AtomicU64::new(ROOT_INO + 1),
             generation: new_generation(),
             usage: Usage::new(bytes, inodes),
-            store: store::Store::new(bytes)?,
+            data: data::Data::new(bytes, inodes)
+                .map_err(|e| std::io::Error::from_raw_os_error(e.0))?,
             rename_lock: Mutex::new(()),
             listings: Default::default(),
             mount: Default::default(),
+            freed_inodes: AtomicU64::new(0),
+            next_fh: AtomicU64::new(2),
         };
         fs.usage.preload(0, 1);
         let now = SystemTime::now();
@@ -106,9 +116,38 @@ impl MemoryFs {
         Ok(fs)
     }
 
-    /// Bytes of memory the volume's file data holds now (not part of the daemon's RSS).
+    /// Bytes of memory the volume's file data and metadata blocks hold now, in its tmpfs
+    /// (not part of the daemon's RSS).
     pub fn data_bytes_held(&self) -> u64 {
-        self.store.held_bytes()
+        self.data.blocks().1 * BLOCK_SIZE
+    }
+
+    /// The metadata of `inode` changed (its ctime is now): a regular file's data file
+    /// is told (`data.rs`: tmpfs decides access times by it).
+    fn changed(&self, inode: &Inode) {
+        if inode.kind == FileKind::Regular && !inode.released.load(Relaxed) {
+            self.data.touch(inode.ino);
+        }
+    }
+
+    /// The attributes of `inode`.
+    fn attr(&self, inode: &Inode) -> Attr {
+        self.attr_with(inode, &inode.body())
+    }
+
+    /// The attributes of `inode`, whose body the caller has locked.
+    fn attr_with(&self, inode: &Inode, body: &Body) -> Attr {
+        let data = match body {
+            // A released file's data is gone (nothing links or holds it).
+            Body::File if inode.released.load(Relaxed) => None,
+            Body::File => self
+                .data
+                .stat(inode.ino)
+                .inspect_err(|e| log::error!("the data of inode {}: {e}", inode.ino))
+                .ok(),
+            _ => None,
+        };
+        inode.attr_with(body, data)
     }
 
     fn get(&self, ino: Ino) -> Result<Arc<Inode>> {
@@ -127,24 +166,21 @@ impl MemoryFs {
         }
         // Decided under the body's write lock: `do_open` counts its open under the read
         // lock, so an open either sees `released` or is counted before this looks.
-        let mut body = inode.body_mut();
+        let body = inode.body_mut();
         let unlinked = inode.meta().nlink == 0;
         if unlinked && inode.opens.load(Relaxed) == 0 && !inode.released.swap(true, Relaxed) {
-            let blocks = match &mut *body {
-                Body::File(f) => f.clear(&self.usage, &self.store),
-                Body::Symlink(t) if t.len() > SHORT_SYMLINK => {
-                    self.usage.release_blocks(1);
-                    0
-                }
-                _ => 0,
-            };
+            match &*body {
+                Body::File => self.data.remove(inode.ino),
+                Body::Symlink(t) => self.data.release(Inode::symlink_blocks(t)),
+                _ => {}
+            }
             drop(body);
             let mut m = inode.meta();
-            self.usage
-                .release_blocks(std::mem::take(&mut m.xattr_blocks));
+            self.data.release(std::mem::take(&mut m.xattr_blocks));
             drop(m);
             self.usage.release_inode();
-            log::trace!("released inode {} ({blocks} blocks)", inode.ino);
+            self.freed_inodes.fetch_add(1, Relaxed);
+            log::trace!("released inode {}", inode.ino);
         } else {
             drop(body); // no lock while the table shard is locked
         }
@@ -159,8 +195,8 @@ impl MemoryFs {
         self.table.len()
     }
 
-    /// Blocks held by all inodes, found by walking the table: what the usage counter
-    /// must equal. For tests and consistency checks; never on a request path.
+    /// Blocks held by all inodes, found by walking the table: what the tmpfs must say is
+    /// used. For tests and consistency checks; never on a request path.
     pub fn walk_blocks(&self) -> u64 {
         let inodes: Vec<_> = self.table.iter().map(|e| e.value().clone()).collect();
         inodes
@@ -168,13 +204,18 @@ impl MemoryFs {
             .filter(|i| !i.released.load(Relaxed))
             .map(|i| {
                 let data = match &*i.body() {
-                    Body::File(f) => f.held_blocks(),
-                    Body::Symlink(t) => u64::from(t.len() > SHORT_SYMLINK),
+                    Body::File => self.data.stat(i.ino).map_or(0, |d| d.blocks / 8),
+                    Body::Symlink(t) => Inode::symlink_blocks(t),
                     _ => 0,
                 };
                 data + i.meta().xattr_blocks
             })
             .sum()
+    }
+
+    /// Blocks used, as the tmpfs counts them (data and metadata).
+    pub fn blocks_used(&self) -> u64 {
+        self.data.blocks().1
     }
 }
 
@@ -226,7 +267,7 @@ impl Backend for MemoryFs {
         }
     }
     fn getattr(&self, ino: Ino) -> Result<Attr> {
-        Ok(self.get(ino)?.attr())
+        Ok(self.attr(&*self.get(ino)?))
     }
     fn setattr(&self, ino: Ino, _fh: Option<Fh>, set: &SetAttr) -> Result<Attr> {
         self.do_setattr(ino, set)
@@ -243,7 +284,7 @@ impl Backend for MemoryFs {
             return Err(Errno::EINVAL);
         }
         let body = if kind == FileKind::Regular {
-            Body::File(Default::default())
+            Body::File
         } else {
             Body::Special
         };
@@ -264,7 +305,7 @@ impl Backend for MemoryFs {
     fn symlink(&self, who: &Caller, parent: Ino, name: &OsStr, target: &OsStr) -> Result<Attr> {
         names::check_symlink_target(target)?;
         let t = std::os::unix::ffi::OsStrExt::as_bytes(target).to_vec();
-        let blocks = u64::from(t.len() > SHORT_SYMLINK);
+        let blocks = Inode::symlink_blocks(&t);
         self.make(
             who,
             parent,
@@ -306,16 +347,7 @@ impl Backend for MemoryFs {
         mode: u32,
         flags: i32,
     ) -> Result<(Attr, Opened)> {
-        let attr = self.make(
-            who,
-            parent,
-            name,
-            FileKind::Regular,
-            mode,
-            0,
-            Body::File(Default::default()),
-            0,
-        )?;
+        let attr = self.make(who, parent, name, FileKind::Regular, mode, 0, Body::File, 0)?;
         Ok((attr, self.do_open(&self.get(attr.ino)?, flags)?))
     }
     fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32, buf: &mut Vec<u8>) -> Result<()> {
@@ -364,7 +396,17 @@ impl Backend for MemoryFs {
         Ok(()) // nothing outlives the daemon: as tmpfs
     }
     fn statfs(&self) -> StatFs {
-        self.usage.statfs()
+        let (limit, used) = self.data.blocks();
+        let free = limit.saturating_sub(used);
+        StatFs {
+            blocks: limit,
+            blocks_free: free,
+            blocks_avail: free,
+            ..self.usage.statfs()
+        }
+    }
+    fn statfs_cached(&self) -> StatFs {
+        self.statfs() // tmpfs's counters: no wait
     }
     fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], flags: i32) -> Result<()> {
         self.do_setxattr(ino, name, value, flags)
@@ -387,14 +429,38 @@ impl Backend for MemoryFs {
     fn copy_file_range(
         &self,
         ino_in: Ino,
-        fh_in: Fh,
+        _fh_in: Fh,
         offset_in: u64,
         ino_out: Ino,
         _fh_out: Fh,
         offset_out: u64,
         len: u64,
     ) -> Result<u32> {
-        self.do_copy_file_range(ino_in, fh_in, offset_in, ino_out, offset_out, len)
+        self.do_copy_file_range(ino_in, offset_in, ino_out, offset_out, len)
+    }
+    fn passthrough_probe(&self) -> Option<std::os::fd::OwnedFd> {
+        self.data.probe_file()
+    }
+    /// Every open of a regular file: the kernel writes the data file itself too, and
+    /// tmpfs keeps the limit (holes and shared mappings included, as it does for its
+    /// own files), so nothing needs the daemon.
+    fn passthrough_begin(&self, ino: Ino, _fh: Fh) -> Option<std::os::fd::OwnedFd> {
+        self.data
+            .open(ino, libc::O_RDWR)
+            .inspect_err(|e| log::error!("the data of inode {ino}: {e}"))
+            .ok()
+    }
+    fn passthrough_writes(&self) -> bool {
+        true
+    }
+    fn end(&self) {
+        let files: Vec<Ino> = self
+            .table
+            .iter()
+            .filter(|e| e.value().kind == FileKind::Regular && !e.value().released.load(Relaxed))
+            .map(|e| *e.key())
+            .collect();
+        self.data.destroy(&files);
     }
 }
 

@@ -27,7 +27,7 @@ impl MemoryFs {
         let entry = dir.get(name).ok_or(Errno::ENOENT)?;
         let child = self.get(entry.ino)?;
         child.lookups.fetch_add(1, Relaxed);
-        Ok(child.attr())
+        Ok(self.attr(&child))
     }
 
     /// Adds a kernel reference to `inode`, found by its number, unless it was removed
@@ -40,11 +40,12 @@ impl MemoryFs {
             return Err(Errno::ESTALE);
         }
         inode.lookups.fetch_add(1, Relaxed);
-        Ok(inode.attr_with(&body))
+        Ok(self.attr_with(inode, &body))
     }
 
     /// Creates an inode of `kind` named `name` in `parent`, owned by the caller, after
-    /// reserving an inode and `blocks` blocks. The new inode has one lookup.
+    /// reserving an inode and `blocks` blocks (a regular file: its data file). The new
+    /// inode has one lookup.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn make(
         &self,
@@ -74,9 +75,14 @@ impl MemoryFs {
         if !self.usage.reserve_inode() {
             return Err(Errno::ENOSPC);
         }
-        if !self.usage.reserve_blocks(blocks) {
+        let ino = self.next_ino.fetch_add(1, Relaxed);
+        let taken = match body {
+            Body::File => self.data.create(ino),
+            _ => self.data.reserve(blocks),
+        };
+        if let Err(e) = taken {
             self.usage.release_inode();
-            return Err(Errno::ENOSPC);
+            return Err(e);
         }
         // Ownership as inode_init_owner: a setgid directory passes on its group (and, to
         // directories, the setgid bit); a setgid file keeps the bit only for a member.
@@ -105,7 +111,6 @@ impl MemoryFs {
             xattrs: Default::default(),
             xattr_blocks: 0,
         };
-        let ino = self.next_ino.fetch_add(1, Relaxed);
         let inode = Arc::new(Inode::new(ino, self.generation, kind, body, meta, parent));
         inode.lookups.store(1, Relaxed);
         self.table.insert(ino, inode.clone());
@@ -116,7 +121,7 @@ impl MemoryFs {
             pm.nlink += 1;
         }
         drop(pm);
-        Ok(inode.attr())
+        Ok(self.attr(&inode))
     }
 
     pub(super) fn do_link(&self, ino: Ino, newparent: Ino, newname: &OsStr) -> Result<Attr> {
@@ -148,8 +153,9 @@ impl MemoryFs {
         }
         dir.insert(newname, ino, child.kind);
         np.meta().touch_mc(now);
+        self.changed(&child);
         child.lookups.fetch_add(1, Relaxed);
-        Ok(child.attr())
+        Ok(self.attr(&child))
     }
 
     /// unlink (`want_dir` false) or rmdir (`want_dir` true).
@@ -183,6 +189,7 @@ impl MemoryFs {
         }
         drop(pm);
         drop(pbody);
+        self.changed(&child);
         self.maybe_release(&child);
         Ok(())
     }
@@ -289,6 +296,7 @@ impl MemoryFs {
                     other.parent.store(parent, Relaxed);
                 }
                 other.meta().ctime = now;
+                self.changed(&other);
             }
             Some(d) => {
                 let dst_is_dir = d.kind == FileKind::Directory;
@@ -336,6 +344,10 @@ impl MemoryFs {
             p2.meta().touch_mc(now);
         }
         drop((b1, b2));
+        self.changed(&src_inode);
+        if let Some(v) = &victim {
+            self.changed(v);
+        }
         if let Some(v) = victim {
             self.maybe_release(&v);
         }

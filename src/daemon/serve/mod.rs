@@ -216,6 +216,7 @@ impl Daemon {
             .name("signals".into())
             .spawn(move || tx.send(Event::Signal(signals.wait())))
             .map_err(|e| failed(format!("starting the signal thread: {e}")))?;
+        let last = backend.clone();
         if let Some(listener) = self.listener {
             handoff::server::spawn(handoff::server::Daemon {
                 backend,
@@ -233,7 +234,7 @@ impl Daemon {
             say_ready(fd);
         }
 
-        match rx.recv() {
+        let ended = match rx.recv() {
             Ok(Event::Signal(sig)) => {
                 log::info!("signal {sig}: unmounting {}", mountpoint.display());
                 shut_down(&mountpoint)?;
@@ -247,7 +248,10 @@ impl Daemon {
                 Ok(())
             }
             Ok(Event::Ended(Err(e))) => Err(failed(format!("session ended: {e}"))),
-        }
+        };
+        // Unmounted (a lazy unmount may still have files open): no successor will come.
+        last.end();
+        ended
     }
 }
 

@@ -19,10 +19,14 @@
 //! `memory/listing.rs`); a disk volume's private backing mount (`backing/mount.rs`);
 //! the usage counts metadata blocks apart from data (`fs/usage.rs`: a disk volume from an
 //! older state finds its directories' blocks by a walk).
+//! 4 (issue 21): a memory volume's data is a file per inode in a tmpfs of its own, whose
+//! mount goes with the state, with the blocks its metadata holds there; no slot
+//! allocator nor block maps (`memory/data.rs`; an older state's data is copied in,
+//! `memory/legacy.rs`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version this build reads.
 pub const OLDEST_FORMAT: u32 = 1;
 const MAGIC: &[u8; 8] = b"EDFSTATE";

@@ -46,17 +46,33 @@ fn a_memory_volume_is_charged_to_its_pod() {
     for h in ["memory", "cpu", "pids", "cpuset", "freezer"] {
         assert_eq!(cgroup_of(daemon, h), own, "{h}");
     }
+    // A process of the pod (in a container's cgroup below the pod's) writes 128 MiB:
+    // the kernel writes the volume's tmpfs for it, and charges the pages to it.
+    let container = node.cgroups.memory(&pod.uid).join("container");
+    make_cgroup(&container);
     let usage = node.cgroups.memory(&pod.uid).join("memory.usage_in_bytes");
     let before = read_u64(&usage);
-    let data: Vec<u8> = (0..128u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
-        .collect();
-    std::fs::write(v.target.join("data"), &data).unwrap();
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec head -c {} /dev/urandom > {}/data",
+        container.display(),
+        128 << 20,
+        v.target.display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .bounded_output();
+    assert!(out.status.success(), "the writer: {out:?}");
     let after = read_u64(&usage);
     assert!(
         after >= before + (120 << 20),
         "the pod's memory grew by {} MiB for 128 MiB of data",
         (after - before) >> 20
+    );
+    let charged = read_u64(&container.join("memory.usage_in_bytes"));
+    assert!(
+        charged >= 120 << 20,
+        "charged to the writer's cgroup: {} MiB",
+        charged >> 20
     );
     let oom: i32 = std::fs::read_to_string(format!("/proc/{daemon}/oom_score_adj"))
         .unwrap()
