@@ -175,15 +175,14 @@ start_daemon() {
     wait_mounted "$mnt" "$DAEMON_PID" "$WORK/logs/$name.log"
 }
 
-# Memory a daemon holds, in MiB: its own pages (RssAnon + RssFile) and a memory volume's
-# data file (a memfd: shmem pages, not part of VmRSS unless mapped, so VmRSS alone would
-# miss them; counted once here even where the daemon also has them mapped).
+# Memory a memory volume holds, in MiB: its daemon's own pages (RssAnon + RssFile) and
+# the volume's data, its used blocks (`df`): shmem pages of a tmpfs of its own (a memfd
+# of the daemon's before issue 21), never part of VmRSS. Without a mount point ($2): the
+# daemon's own pages alone.
 rss_mib() {
-    local own data=0 fd
+    local own data=0
     own=$(awk '/^(RssAnon|RssFile):/ {kib += $2} END {print kib * 1024}' "/proc/$1/status")
-    for fd in "/proc/$1/fd/"*; do
-        [[ $(readlink "$fd") == /memfd:emptydirfs-memory* ]] && data=$((data + $(stat -L -c '%b * %B' "$fd")))
-    done
+    [ -z "${2:-}" ] || data=$(($(stat -f -c '(%b - %f) * %S' "$2")))
     awk -v b=$((own + data)) 'BEGIN {printf "%.1f", b / 1048576}'
 }
 
@@ -470,13 +469,13 @@ measure_rss() {
     start_daemon "rss-r$round" "$mnt" "$BIN" serve --medium memory --size-limit "$SIZE_LIMIT" "$mnt"
     pid=$DAEMON_PID
     sleep 0.5
-    idle=$(rss_mib "$pid")
+    idle=$(rss_mib "$pid" "$mnt")
     for _ in $(seq $((RSS_MIB / 64))); do cat "$WORK/random-64m"; done >"$mnt/data"
     sync "$mnt/data"
-    full=$(rss_mib "$pid")
+    full=$(rss_mib "$pid" "$mnt")
     rm "$mnt/data"
     sleep 1.5
-    after=$(rss_mib "$pid")
+    after=$(rss_mib "$pid" "$mnt")
     stop_pid "$pid"
     forget_pid "$pid"
     ! mountpoint -q "$mnt" || umount -l "$mnt"
