@@ -287,3 +287,135 @@ impl MemoryFs {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::fs::{BLOCK_SIZE, Backend};
+    use std::ffi::OsStr;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::time::SystemTime;
+
+    fn meta(perm: u16, nlink: u32, xattrs: Xattrs, xattr_blocks: u64) -> Meta {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        Meta {
+            perm,
+            uid: 0,
+            gid: 0,
+            nlink,
+            rdev: 0,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            xattrs,
+            xattr_blocks,
+        }
+    }
+
+    fn inode_head(w: &mut Writer, ino: u64, kind: u32, m: &Meta) {
+        w.u64(ino);
+        w.u32(kind);
+        w.u64(0); // lookups
+        w.u64(0); // opens
+        w.u64(ROOT_INO);
+        w.bool(false);
+        write_meta(w, m);
+    }
+
+    /// A volume as a build before format 4 handed it over (its data in 4 KiB slots of a
+    /// memfd, a block map per file) is served by this one with every byte, hole and
+    /// block where it was, and its metadata's blocks charged.
+    #[test]
+    fn a_format_3_state_has_its_data_copied_into_a_tmpfs() {
+        // SAFETY: memfd_create reads the NUL-terminated name; it returns a new fd or -1.
+        let fd = unsafe { libc::memfd_create(c"test-store".as_ptr(), 0) };
+        assert!(fd >= 0);
+        // SAFETY: `fd` was just returned, owned here alone.
+        let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let store = std::fs::File::from(memfd.try_clone().unwrap());
+        std::os::unix::fs::FileExt::write_all_at(&store, b"hello", 5 * BLOCK_SIZE).unwrap();
+        store.set_len(8 * BLOCK_SIZE).unwrap();
+
+        let mut w = Writer::writing(3);
+        w.u64(5); // next inode number
+        w.u32(77); // generation
+        UsageSnapshot {
+            block_limit: 64,
+            metadata_allowance: 0,
+            inode_limit: 100,
+            blocks: 4, // the file's two, the symlink's one, one of xattrs
+            inodes: 3,
+            released: 0,
+            metadata: Some(0),
+        }
+        .write(&mut w);
+        let mut fds = Vec::new();
+        w.u64(FdTable::push(
+            &mut fds,
+            std::os::fd::AsRawFd::as_raw_fd(&memfd),
+        ));
+        w.bool(true); // sized
+        w.u64(8); // cap
+        w.u64(6); // top
+        w.u64(0); // free runs
+        w.u64(3); // inodes
+        let mut root = Dir::default();
+        root.insert(OsStr::new("f"), 2, FileKind::Regular);
+        root.insert(OsStr::new("l"), 3, FileKind::Symlink);
+        inode_head(
+            &mut w,
+            ROOT_INO,
+            libc::S_IFDIR,
+            &meta(0o777, 2, Xattrs::default(), 0),
+        );
+        w.u8(DIR);
+        root.write_state(&mut w);
+        inode_head(
+            &mut w,
+            2,
+            libc::S_IFREG,
+            &meta(0o644, 1, Xattrs::default(), 0),
+        );
+        w.u8(FILE);
+        w.u64(6000); // size
+        w.u64(2); // blocks: 0 in slot 5, 1 allocated and never written
+        w.u64(0);
+        w.u8(1);
+        w.u64(5);
+        w.u64(1);
+        w.u8(0);
+        let mut x = Xattrs::default();
+        x.set(OsStr::new("user.a"), &[7u8; 100], 0).unwrap();
+        inode_head(&mut w, 3, libc::S_IFLNK, &meta(0o777, 1, x, 1));
+        w.u8(SYMLINK);
+        w.bytes(&[b'x'; 200]);
+        Listings::default().write_state(&mut w);
+        let state = w.finish(3);
+
+        let owned: Vec<OwnedFd> = fds
+            .iter()
+            // SAFETY: dup returns a new descriptor or -1, checked below.
+            .map(|&f| unsafe { OwnedFd::from_raw_fd(libc::dup(f)) })
+            .collect();
+        let mut r = Reader::open(&state).unwrap();
+        let fs = MemoryFs::import(&mut r, &mut FdTable::new(owned)).unwrap();
+        r.done().unwrap();
+
+        let mut buf = Vec::new();
+        fs.read(2, 0, 0, 8192, &mut buf).unwrap();
+        assert_eq!(buf.len(), 6000);
+        assert_eq!(&buf[..5], b"hello");
+        assert!(buf[5..].iter().all(|&b| b == 0));
+        let a = fs.getattr(2).unwrap();
+        assert_eq!((a.size, a.blocks), (6000, 2 * BLOCK_SIZE / 512));
+        assert_eq!(
+            fs.blocks_used(),
+            4,
+            "the file's two blocks and the metadata's two"
+        );
+        assert_eq!(fs.walk_blocks(), 4);
+        assert_eq!(fs.readlink(3).unwrap(), vec![b'x'; 200]);
+        let st = fs.statfs();
+        assert_eq!((st.blocks, st.blocks_free), (64, 60));
+    }
+}
