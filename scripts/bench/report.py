@@ -19,7 +19,8 @@ import os
 import statistics
 import sys
 
-import scratch_report
+sys.dont_write_bytecode = True  # no __pycache__ in scripts/bench/
+import scratch_report  # noqa: E402 (after the line above)
 
 # Throughput workloads, in report order: id, label, unit.
 WORKLOADS = [
