@@ -523,7 +523,7 @@ machine_info() {
     done
     local pthp="not run (BENCH_PASSTHROUGH_HP not given)"
     [ -z "${DIR[passthrough_hp]:-}" ] \
-        || pthp="\`$BENCH_PASSTHROUGH_HP --foreground ${PTHP_OPTS:+$PTHP_OPTS }<dir on the ext4> <mountpoint>\`"
+        || pthp="\`prlimit --nofile=$PTHP_NOFILE -- $BENCH_PASSTHROUGH_HP --foreground ${PTHP_OPTS:+$PTHP_OPTS }<dir on the ext4> <mountpoint>\`; open files limit $PTHP_NOFILE$PTHP_LIMITED"
     cat <<EOF
 command: \`$cmd\`
 date: $(date -u '+%Y-%m-%d %H:%M UTC')
