@@ -105,7 +105,8 @@ start_passthrough_hp() {
 }
 
 # scratch_phase ROUND TARGET PHASE COMMAND...: runs COMMAND (output to the phase's log),
-# records its seconds and adds them to SCRATCH_TOTAL; on failure records `fail`.
+# records its seconds and adds them to SCRATCH_TOTAL; on failure records `fail`, and the
+# total is `fail` too (the later phases still run, on what the failed one left).
 scratch_phase() {
     local round=$1 target=$2 phase=$3 t0 t1 secs
     shift 3
@@ -114,7 +115,8 @@ scratch_phase() {
     if "$@" >"$logf" 2>&1; then
         t1=${EPOCHREALTIME/[.,]/}
         secs=$(awk -v us=$((t1 - t0)) 'BEGIN {printf "%.3f", us / 1e6}')
-        SCRATCH_TOTAL=$(awk -v a="$SCRATCH_TOTAL" -v b="$secs" 'BEGIN {printf "%.3f", a + b}')
+        [ "$SCRATCH_TOTAL" = fail ] \
+            || SCRATCH_TOTAL=$(awk -v a="$SCRATCH_TOTAL" -v b="$secs" 'BEGIN {printf "%.3f", a + b}')
     else
         secs=fail SCRATCH_TOTAL=fail
         FAILURES+=("round $round, scratch $phase on $target: $(tail -n 3 "$logf" | tr '\n' ' ')")
@@ -158,7 +160,7 @@ run_scratch() {
     cd "$job" || return
     scratch_git init -q
     scratch_phase "$round" "$target" git scratch_commit
-    scratch_check "$round" "$target" "git tree" "$(scratch_git rev-parse 'HEAD^{tree}' 2>/dev/null || echo none)"
+    scratch_check "$round" "$target" "git tree" "$(scratch_git rev-parse -q --verify 'HEAD^{tree}' || echo none)"
 
     sync
     echo 3 >/proc/sys/vm/drop_caches
