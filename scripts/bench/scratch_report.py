@@ -49,6 +49,9 @@ def section(data, out, median, ratio, check):
             return "–"
         return f"{v:.{digits}f}" if isinstance(v, float) else v
 
+    def times(r):
+        return cell(r) + "x" if isinstance(r, float) else cell(r)
+
     out("## Real scratch work (issue 21)")
     out("")
     out(
@@ -81,8 +84,8 @@ def section(data, out, median, ratio, check):
         out("| phase | " + " | ".join(label for _, label in others) + " |")
         out("|---|" + "---:|" * len(others))
         for phase, label in PHASES:
-            cells = [cell(ratio(data, workload(phase), t, ref)) + "x" for t, _ in others]
-            out(f"| {label} | " + " | ".join(c if c != "–x" else "–" for c in cells) + " |")
+            cells = [times(ratio(data, workload(phase), t, ref)) for t, _ in others]
+            out(f"| {label} | " + " | ".join(cells) + " |")
         out("")
 
     rows = [goal for goal in GOALS if goal[0] in ids and goal[1] in ids]
@@ -93,7 +96,7 @@ def section(data, out, median, ratio, check):
         out("|---|---:|---|")
         for num, ref, goal, strict in rows:
             r = ratio(data, workload("total"), num, ref)
-            c = cell(r) + "x" if isinstance(r, float) else cell(r)
+            c = times(r)
             if isinstance(r, float):
                 c += check(r < goal if strict else r <= goal)
             want = f"< {goal}x (ahead of it)" if strict else f"≤ {goal}x"
