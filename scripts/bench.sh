@@ -541,7 +541,7 @@ EOF
 }
 
 write_report() {
-    local py= chart_args=() quick=()
+    local py='' chart_args=() quick=()
     [ "$QUICK" = 0 ] || quick=(--quick)
     [ "$SCRATCH_ONLY" = 0 ] || quick+=(--scratch-only)
     [ "$SCRATCH_ONLY" = 1 ] || py=$(chart_python)
