@@ -5,11 +5,14 @@
 #   scripts/bench.sh [--out FILE] [--chart PNG] [ROUNDS]      (as root, with cargo on PATH;
 #                     through sudo: sudo env PATH="$PATH" scripts/bench.sh ...)
 #   scripts/bench.sh --latency-only [ROUNDS]
+#   scripts/bench.sh --scratch-only [--out FILE] [ROUNDS]
 #
 #   ROUNDS        rounds of every measurement (default 3); figures are medians of rounds,
 #                 ratios are computed per round against the same round's reference
 #   --latency-only  only setup/teardown latency, as the full run measures it: each round's
 #                 median and the spread (min-max) of every run, on stderr; no report
+#   --scratch-only  only the scratch-work job (scripts/bench/scratch.sh) on its targets;
+#                 the report has its section alone
 #   --out FILE    the Markdown report, also printed on stdout (default target/bench/report.md)
 #   --chart PNG   bar chart of the ratios (default target/bench/ratios.png; needs
 #                 matplotlib, skipped with a message if it cannot be installed)
@@ -23,18 +26,26 @@
 #                     holds the 4 GiB ext4 image, so not on tmpfs)
 #   BINDFS_OPTS       bindfs options (default --multithreaded; bindfs is single-threaded
 #                     by default)
+#   BENCH_PASSTHROUGH_HP=PATH  libfuse's example passthrough_hp, built outside this
+#                     repository: a FUSE peer of the scratch-work job (skipped without it)
+#   BENCH_PASSTHROUGH_HP_OPTS  options added to its command line (default none: its
+#                     defaults, kernel passthrough for reads and writes included)
 #
 # Targets, all set up by this run and torn down on exit, whatever happens:
 #   tmpfs    a kernel tmpfs mount (size=3g)
 #   ext4     a directory on a fresh journaled ext4 on a loop device (4 GiB sparse image)
 #   memory   emptydirfs serve --medium memory --size-limit 3Gi
 #   disk     emptydirfs serve --medium disk --backing <dir on that ext4> --size-limit 3Gi
-#   bindfs   bindfs over a directory on that ext4
+#   bindfs   bindfs over a directory on that ext4 (not in the scratch-work job)
+#   passthrough_hp  libfuse's passthrough_hp over a directory on that ext4 (the
+#            scratch-work job only; with BENCH_PASSTHROUGH_HP)
 # Workloads: the fio jobs in scripts/bench/*.fio (ioengine=psync), the metadata job
 # scripts/bench/metadata.c, PostgreSQL's pgbench, the page cache a file written and read
 # once costs (disk targets), setup/teardown latency of a volume against mount/umount of
-# a tmpfs, and a memory daemon's RSS idle, holding data and after deleting it.
-# Needs root, /dev/fuse and loop devices; installs fio, bindfs, e2fsprogs, gcc and
+# a tmpfs, a memory daemon's RSS idle, holding data and after deleting it, and the
+# scratch-work job (untar, git add + commit, cold grep -r, sort spilling to the volume,
+# rm -rf of a generated 12,000-file source tree: scripts/bench/scratch.sh).
+# Needs root, /dev/fuse and loop devices; installs fio, bindfs, e2fsprogs, gcc, git and
 # python3-matplotlib with apt-get if they are missing.
 set -euo pipefail
 
@@ -47,6 +58,7 @@ ROUNDS=3
 OUT=$ROOT/target/bench/report.md
 CHART=$ROOT/target/bench/ratios.png
 LATENCY_ONLY=0
+SCRATCH_ONLY=0
 QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 0 ] || QUICK=1
 BINDFS_OPTS=${BINDFS_OPTS:---multithreaded}
@@ -60,6 +72,8 @@ else
     SEQ_SIZE=1g RAND_SIZE=256m RUNTIME=5 META_BATCHES=4 META_FILES=5000 LAT_ITERS=20 RSS_MIB=1024
     PGBENCH_SECONDS=10 PAGECACHE_MIB=256
 fi
+# shellcheck source=scripts/bench/scratch.sh
+source "$BENCH_DIR/scratch.sh"
 
 # State the cleanup needs; filled in as things are set up.
 WORK= LOOP= KROOT= BIN=
@@ -78,6 +92,7 @@ parse_args() {
             --out) OUT=$(realpath -m "$2"); shift 2 ;;
             --chart) CHART=$(realpath -m "$2"); shift 2 ;;
             --latency-only) LATENCY_ONLY=1; shift ;;
+            --scratch-only) SCRATCH_ONLY=1; shift ;;
             -h|--help) usage; exit 0 ;;
             [0-9]*) ROUNDS=$1; shift ;;
             *) usage >&2; exit 2 ;;
@@ -90,13 +105,16 @@ parse_args() {
 
 install_deps() {
     local need=()
-    command -v fio >/dev/null || need+=(fio)
-    command -v bindfs >/dev/null || need+=(bindfs)
     command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
     command -v gcc >/dev/null || need+=(gcc libc6-dev)
     command -v losetup >/dev/null || need+=(mount)
     command -v python3 >/dev/null || need+=(python3)
-    ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
+    command -v git >/dev/null || need+=(git)
+    if [ "$SCRATCH_ONLY" = 0 ]; then
+        command -v fio >/dev/null || need+=(fio)
+        command -v bindfs >/dev/null || need+=(bindfs)
+        ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
+    fi
     if [ ${#need[@]} -gt 0 ]; then
         log "installing: ${need[*]}"
         export DEBIAN_FRONTEND=noninteractive
@@ -197,7 +215,7 @@ setup_targets() {
     mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/ext4.img"
     LOOP=$(losetup --find --show "$WORK/ext4.img")
     mount "$LOOP" "$WORK/ext4"
-    mkdir "$WORK/ext4/plain" "$WORK/ext4/disk-backing" "$WORK/ext4/bindfs-source"
+    mkdir "$WORK/ext4/plain" "$WORK/ext4/disk-backing"
     DIR[ext4]=$WORK/ext4/plain
 
     start_daemon memory "$WORK/memory" \
@@ -210,6 +228,9 @@ setup_targets() {
     sleep 0.5
     record 1 rss-idle disk "$(rss_mib "$DAEMON_PID")"
 
+    start_passthrough_hp
+    [ "$SCRATCH_ONLY" = 0 ] || return 0
+    mkdir "$WORK/ext4/bindfs-source"
     # shellcheck disable=SC2086 # BINDFS_OPTS is a list of options
     start_daemon bindfs "$WORK/bindfs" \
         bindfs -f $BINDFS_OPTS "$WORK/ext4/bindfs-source" "$WORK/bindfs"
@@ -369,9 +390,11 @@ run_pgbench() {
 
 # Runs one workload on every target, emptying each target's directory afterwards.
 workload() {
-    local round=$1 name=$2 target
-    for target in "${TARGETS[@]}"; do
+    local round=$1 name=$2 target targets=("${TARGETS[@]}")
+    [ "$name" != scratch ] || targets=("${SCRATCH_TARGETS[@]}")
+    for target in "${targets[@]}"; do
         case $name in
+            scratch) run_scratch "$round" "$target" ;;
             seq)
                 run_fio "$round" "$target" seqwrite
                 run_fio "$round" "$target" seqread warm
@@ -494,25 +517,36 @@ machine_info() {
     [ -z "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] \
         || commit="$commit + uncommitted changes"
     local cmd=$COMMAND var
-    for var in BENCH_BIN BENCH_TMPDIR BINDFS_OPTS BENCH_QUICK; do
-        [ -z "${!var:-}" ] || cmd="$var=${!var} $cmd"
+    for var in BENCH_BIN BENCH_TMPDIR BINDFS_OPTS BENCH_QUICK BENCH_PASSTHROUGH_HP BENCH_PASSTHROUGH_HP_OPTS; do
+        [ -z "${!var:-}" ] || [ "$var$SCRATCH_ONLY" = BINDFS_OPTS1 ] || cmd="$var=${!var} $cmd"
     done
+    local pthp="not run (BENCH_PASSTHROUGH_HP not given)"
+    [ -z "${DIR[passthrough_hp]:-}" ] \
+        || pthp="\`prlimit --nofile=$PTHP_NOFILE -- $BENCH_PASSTHROUGH_HP --foreground ${PTHP_OPTS:+$PTHP_OPTS }<dir on the ext4> <mountpoint>\`; open files limit $PTHP_NOFILE$PTHP_LIMITED"
     cat <<EOF
 command: \`$cmd\`
 date: $(date -u '+%Y-%m-%d %H:%M UTC')
+load average (1, 5, 15 min) before and after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)
 machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/ {printf "%.1f GiB RAM", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)
 emptydirfs: $("$BIN" --version 2>/dev/null || echo "?"), commit $commit${BENCH_BIN:+ (binary given by BENCH_BIN)}
-tools: $(fio --version), bindfs $(bindfs --version 2>&1 | awk '{print $2; exit}') ($BINDFS_OPTS), $(gcc --version | head -n 1)
 ext4: a fresh 4 GiB image (mkfs.ext4 -q -F: journaled, data=ordered) on a loop device (no direct I/O) over a file on $(findmnt -n -o FSTYPE,SOURCE -T "$WORK" | tr -s ' ')
+scratch job: $(cat "$WORK/logs/scratch-tree.log" 2>/dev/null); $(tar --version | head -n 1), $(git --version), $(grep --version | head -n 1), $(sort --version | head -n 1), LC_ALL=C, sort -S $SCRATCH_SORT_BUFFER
+passthrough_hp: $pthp
+EOF
+    [ "$SCRATCH_ONLY" = 1 ] || cat <<EOF
+tools: $(fio --version), bindfs $(bindfs --version 2>&1 | awk '{print $2; exit}') ($BINDFS_OPTS), $(gcc --version | head -n 1)
 sizes: seq file $SEQ_SIZE; random $RAND_SIZE per job x 2 jobs, ${RUNTIME} s; metadata $META_BATCHES x $META_FILES files; pgbench -s 10, ${PGBENCH_SECONDS} s; page cache with $PAGECACHE_MIB MiB; $LAT_ITERS setups per round; RSS with $RSS_MIB MiB
 EOF
 }
 
 write_report() {
-    local py chart_args=() quick=()
+    local py='' chart_args=() quick=()
     [ "$QUICK" = 0 ] || quick=(--quick)
-    py=$(chart_python)
-    if [ -n "$py" ]; then
+    [ "$SCRATCH_ONLY" = 0 ] || quick+=(--scratch-only)
+    [ "$SCRATCH_ONLY" = 1 ] || py=$(chart_python)
+    if [ "$SCRATCH_ONLY" = 1 ]; then
+        : # the chart is of the other jobs' ratios
+    elif [ -n "$py" ]; then
         if "$py" "$REPORT_PY" chart "$RESULTS" "$CHART" "${quick[@]}"; then
             chart_args=(--chart "$CHART")
             log "chart: $CHART"
@@ -544,22 +578,26 @@ main() {
         latency_only
         return
     fi
+    LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
     install_deps
     make_workdir
     RESULTS=$WORK/results.tsv
     : >"$RESULTS"
     build
     export BENCH_SEQ_SIZE=$SEQ_SIZE BENCH_RAND_SIZE=$RAND_SIZE BENCH_RUNTIME=$RUNTIME
+    scratch_prepare
     setup_targets
-    local round w
+    local round w workloads=(seq randread-buffered randread-direct randwrite-buffered
+        randwrite-direct metadata pgbench pagecache scratch)
+    [ "$SCRATCH_ONLY" = 0 ] || workloads=(scratch)
     for round in $(seq "$ROUNDS"); do
         log "round $round of $ROUNDS"
-        for w in seq randread-buffered randread-direct randwrite-buffered randwrite-direct metadata pgbench pagecache; do
+        for w in "${workloads[@]}"; do
             workload "$round" "$w"
         done
-        measure_latency "$round"
-        measure_rss "$round"
+        [ "$SCRATCH_ONLY" = 1 ] || { measure_latency "$round"; measure_rss "$round"; }
     done
+    scratch_passthrough_note
     write_report
     [ ${#FAILURES[@]} -eq 0 ]
 }

@@ -5,7 +5,9 @@
                                           MB/s (10^6 bytes) or IOPS; exits 3 if a job failed
   report.py median                        median of the numbers on stdin
   report.py report RESULTS MACHINE --out FILE [--chart PNG] [--rounds N] [--quick]
-                                          the Markdown report, to FILE and stdout
+                 [--scratch-only]         the Markdown report, to FILE and stdout
+                                          (--scratch-only: the scratch-work job's section
+                                          alone; scratch_report.py writes it)
   report.py chart RESULTS PNG [--quick]   bar chart of the ratios (needs matplotlib)
 
 RESULTS is a TSV file of `round workload target value` lines; value is a number, `n/a`
@@ -16,6 +18,9 @@ import json
 import os
 import statistics
 import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in scripts/bench/
+import scratch_report  # noqa: E402 (after the line above)
 
 # Throughput workloads, in report order: id, label, unit.
 WORKLOADS = [
@@ -180,6 +185,22 @@ def report(args):
     )
     out("")
 
+    if not args.scratch_only:
+        other_sections(args, data, out)
+    if scratch_report.present(data):
+        scratch_report.section(data, out, median, ratio, check)
+    if rounds > 1:
+        every_round(data, rounds, out, args.scratch_only)
+
+    text = "\n".join(lines)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(text)
+    print(text)
+
+
+def other_sections(args, data, out):
+    """Every job's section but the scratch job's."""
     out("## Throughput")
     out("")
     out("| workload | unit | " + " | ".join(label for _, label in TARGETS) + " |")
@@ -298,30 +319,30 @@ def report(args):
         out(f"| disk, idle (the benchmark's disk volume, before its jobs) | {disk_idle:.1f} MiB | – |")
     out("")
 
-    if rounds > 1:
-        out("## Every round")
-        out("")
-        out("| workload | target | " + " | ".join(f"round {r}" for r in range(1, rounds + 1)) + " |")
-        out("|---|---|" + "---:|" * rounds)
-        order = [w for w, _, _ in WORKLOADS] + ["pagecache", "setup", "teardown", "rss-data", "rss-idle", "rss-full", "rss-after"]
-        units = {w: u for w, _, u in WORKLOADS}
-        units.update({"setup": "ms", "teardown": "ms", "pagecache": "x"})
-        torder = [t for t, _ in TARGETS] + ["emptydirfs"]
-        keys = sorted(data, key=lambda k: (order.index(k[0]) if k[0] in order else 99,
-                                           torder.index(k[1]) if k[1] in torder else 99))
-        for wid, target in keys:
-            per = data[(wid, target)]
-            unit = units.get(wid, "MiB")
-            cells = [fmt(per.get(r), unit) for r in range(1, rounds + 1)]
-            wid = f"{wid} ({unit})"
-            out(f"| {wid} | {target} | " + " | ".join(cells) + " |")
-        out("")
 
-    text = "\n".join(lines)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
-    print(text)
+
+def every_round(data, rounds, out, scratch_only):
+    out("## Every round")
+    out("")
+    out("| workload | target | " + " | ".join(f"round {r}" for r in range(1, rounds + 1)) + " |")
+    out("|---|---|" + "---:|" * rounds)
+    scratch = [scratch_report.workload(p) for p, _ in scratch_report.PHASES]
+    order = [w for w, _, _ in WORKLOADS] + ["pagecache", "setup", "teardown", "rss-data",
+                                             "rss-idle", "rss-full", "rss-after"] + scratch
+    units = {w: u for w, _, u in WORKLOADS}
+    units.update({"setup": "ms", "teardown": "ms", "pagecache": "x"})
+    units.update({w: "s" for w in scratch})
+    torder = [t for t, _ in TARGETS] + ["emptydirfs", "passthrough_hp"]
+    keys = sorted(data, key=lambda k: (order.index(k[0]) if k[0] in order else 99,
+                                       torder.index(k[1]) if k[1] in torder else 99))
+    for wid, target in keys:
+        if scratch_only and wid not in scratch:
+            continue
+        per = data[(wid, target)]
+        unit = units.get(wid, "MiB")
+        cells = [fmt(per.get(r), unit) for r in range(1, rounds + 1)]
+        out(f"| {wid} ({unit}) | {target} | " + " | ".join(cells) + " |")
+    out("")
 
 
 def chart(args):
@@ -384,6 +405,7 @@ def main():
     r.add_argument("--rounds", type=int, default=1)
     r.add_argument("--latency-iters", type=int, default=20)
     r.add_argument("--quick", action="store_true")
+    r.add_argument("--scratch-only", action="store_true")
     c = sub.add_parser("chart")
     c.add_argument("results")
     c.add_argument("png")
