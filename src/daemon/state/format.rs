@@ -18,11 +18,14 @@
 //! `disk/nodes.rs`); a memory volume's open directories (where each listing ends,
 //! `memory/listing.rs`); a disk volume's private backing mount (`disk/backing_mount.rs`);
 //! the usage counts metadata blocks apart from data (`fs/usage.rs`: a disk volume from an
-//! older state finds its directories' blocks by a walk).
+//! older state finds its directories' blocks by a walk). 4 (issue 21): the same layout;
+//! the connection may have agreed to `FUSE_ATOMIC_O_TRUNC` (`fuse/options.rs`), which a
+//! build from before it would adopt without truncating in OPEN, so such a build must not
+//! take over.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version this build reads.
 pub const OLDEST_FORMAT: u32 = 1;
 const MAGIC: &[u8; 8] = b"EDFSTATE";
