@@ -218,6 +218,12 @@ const CAPS_CASES: &[(&str, Actor, &str)] = &[
     ("write by a stranger", Some((1001, 1001, "")), "echo y >> f"),
     ("write by root", None, "echo y >> f"),
     ("truncate by root", None, "truncate -s 1 f"),
+    ("O_TRUNC open by root", None, ": > f"),
+    (
+        "O_TRUNC open by a stranger",
+        Some((1001, 1001, "")),
+        ": > f",
+    ),
     ("chown by root", None, "chown 1001 f"),
     ("a read keeps them", None, "cat f > /dev/null"),
 ];

@@ -15,7 +15,9 @@
 //! kill flag). fuser 0.18 drops the SETATTR kill flag, so for truncates and the empty
 //! SETATTR the kernel sends before `fallocate` and `copy_file_range` the caller's
 //! capabilities are read from `/proc/<pid>/status` ([`has_fsetid`]); a caller that is
-//! gone counts as unprivileged (bits are cleared rather than kept).
+//! gone counts as unprivileged (bits are cleared rather than kept). That read is made
+//! only for a file that has a setid bit, when the answer can change the mode: a chown or
+//! truncate of any other file (every file `tar` extracts as root) costs no syscall.
 
 use super::Caller;
 use super::creds::in_group;
@@ -31,8 +33,12 @@ const CAP_FSETID: u32 = 4;
 pub enum Kill {
     /// Its data or size changes, by a caller without `CAP_FSETID`.
     Modified(Caller),
-    /// Its owner or group changes; `fsetid`: whether the caller has `CAP_FSETID`.
-    Chown(Caller, bool),
+    /// Its size changes (a truncate, an `O_TRUNC` open, the empty SETATTR before
+    /// `fallocate` or `copy_file_range`), by a caller whose `CAP_FSETID` the kernel did
+    /// not tell: a caller with it keeps both bits.
+    Truncated(Caller),
+    /// Its owner or group changes, by a caller whose `CAP_FSETID` the kernel did not tell.
+    Chown(Caller),
 }
 
 /// What a write clears besides writing.
@@ -45,17 +51,27 @@ pub struct Clear {
     pub caps: bool,
 }
 
-/// The permission bits of a regular file of group `file_gid` after `kill`.
+/// The permission bits of a regular file of group `file_gid` after `kill`. Asks for
+/// the caller's `CAP_FSETID` ([`has_fsetid`]) only when the answer decides.
 pub fn cleared(perm: u16, file_gid: u32, kill: &Kill) -> u16 {
+    cleared_with(perm, file_gid, kill, has_fsetid)
+}
+
+/// [`cleared`], with `fsetid` telling whether a process has `CAP_FSETID`.
+fn cleared_with(perm: u16, file_gid: u32, kill: &Kill, fsetid: impl Fn(u32) -> bool) -> u16 {
     if perm & (S_ISUID | S_ISGID) == 0 {
         return perm;
     }
-    let (who, fsetid) = match kill {
+    let (who, chown) = match kill {
         Kill::Modified(who) => (who, false),
-        Kill::Chown(who, fsetid) => (who, *fsetid),
+        Kill::Truncated(who) if fsetid(who.pid) => return perm,
+        Kill::Truncated(who) => (who, false),
+        Kill::Chown(who) => (who, true),
     };
     let mut p = perm & !S_ISUID;
-    if p & S_IXGRP != 0 || (!fsetid && !in_group(who, file_gid)) {
+    if p & S_IXGRP != 0
+        || (p & S_ISGID != 0 && !in_group(who, file_gid) && !(chown && fsetid(who.pid)))
+    {
         p &= !S_ISGID;
     }
     p
@@ -108,18 +124,57 @@ mod tests {
     #[test]
     fn a_chown_clears_setuid_even_for_the_privileged() {
         let root = who(0, 0);
-        assert_eq!(cleared(0o4755, 0, &Kill::Chown(root, true)), 0o0755);
+        let privileged = |_| true;
+        let c = |perm, gid, k, f: &dyn Fn(u32) -> bool| cleared_with(perm, gid, &k, f);
+        assert_eq!(c(0o4755, 0, Kill::Chown(root), &privileged), 0o0755);
         assert_eq!(
-            cleared(0o2745, 5, &Kill::Chown(root, true)),
+            c(0o2745, 5, Kill::Chown(root), &privileged),
             0o2745,
             "CAP_FSETID keeps a non-exec setgid"
         );
-        assert_eq!(cleared(0o2745, 5, &Kill::Chown(who(7, 7), false)), 0o0745);
+        assert_eq!(c(0o2745, 5, Kill::Chown(who(7, 7)), &|_| false), 0o0745);
         assert_eq!(
-            cleared(0o2755, 0, &Kill::Chown(root, true)),
+            c(0o2755, 0, Kill::Chown(root), &privileged),
             0o0755,
             "a group-exec setgid goes for all"
         );
+    }
+
+    #[test]
+    fn a_truncate_keeps_both_bits_for_the_privileged_only() {
+        let owner = who(1000, 1000);
+        let t =
+            |perm, f: &dyn Fn(u32) -> bool| cleared_with(perm, 1000, &Kill::Truncated(owner), f);
+        assert_eq!(t(0o6755, &|_| true), 0o6755);
+        assert_eq!(t(0o6755, &|_| false), 0o0755);
+        assert_eq!(
+            t(0o2745, &|_| false),
+            0o2745,
+            "as a write by a group member"
+        );
+    }
+
+    #[test]
+    fn capabilities_are_asked_only_of_a_file_with_a_setid_bit() {
+        let asked = std::cell::Cell::new(0);
+        let ask = |_| {
+            asked.set(asked.get() + 1);
+            true
+        };
+        let stranger = who(7, 7);
+        for k in [Kill::Chown(stranger), Kill::Truncated(stranger)] {
+            assert_eq!(cleared_with(0o0755, 5, &k, ask), 0o0755);
+            assert_eq!(
+                cleared_with(0o1777, 5, &k, ask),
+                0o1777,
+                "sticky is no setid bit"
+            );
+        }
+        assert_eq!(asked.get(), 0);
+        assert_eq!(cleared_with(0o4755, 5, &Kill::Chown(stranger), ask), 0o0755);
+        assert_eq!(asked.get(), 0, "setuid goes on a chown whoever asks");
+        assert_eq!(cleared_with(0o2745, 5, &Kill::Chown(stranger), ask), 0o2745);
+        assert_eq!(asked.get(), 1);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::convert::{attr, errno, generation};
 use super::{Gate, IoModes, Negotiated, notify};
-use crate::daemon::fs::{Backend, Result};
+use crate::daemon::fs::{Backend, Caller, Fh, Ino, Result, SetAttr, SetTime, killpriv};
 use fuser::*;
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -35,6 +35,8 @@ pub struct Adapter<B: Backend> {
     pub(super) adopt: Option<Negotiated>,
     /// `FUSE_HANDLE_KILLPRIV_V2` is in force: clearing setid bits is ours (set at INIT).
     pub(super) kills: bool,
+    /// `FUSE_ATOMIC_O_TRUNC` is in force: an OPEN with `O_TRUNC` truncates (set at INIT).
+    pub(super) atomic_trunc: bool,
 }
 
 impl<B: Backend> Adapter<B> {
@@ -53,6 +55,7 @@ impl<B: Backend> Adapter<B> {
             notify,
             adopt,
             kills: false,
+            atomic_trunc: false,
         }
     }
 
@@ -70,6 +73,31 @@ impl<B: Backend> Adapter<B> {
                 Err(crate::daemon::fs::Errno::EIO)
             }
         }
+    }
+}
+
+impl<B: Backend> Adapter<B> {
+    /// File `fh` of `ino`, just opened with `O_TRUNC` (`FUSE_ATOMIC_O_TRUNC`), truncated
+    /// as the SETATTR the kernel sends after an OPEN without that flag would: size 0,
+    /// modification and change times now, setid bits as any truncate by `who` clears
+    /// them. After such an OPEN the kernel refreshes only size and times, so it is told
+    /// when the mode changed (before the answer, as `write` does).
+    pub(super) fn truncate_opened(&self, b: &B, who: &Caller, ino: Ino, fh: Fh) -> Result<()> {
+        let before = b.getattr(ino)?.perm;
+        let set = SetAttr {
+            kill: self.kills.then_some(killpriv::Kill::Truncated(*who)),
+            mode: None,
+            uid: None,
+            gid: None,
+            size: Some(0),
+            atime: None,
+            mtime: Some(SetTime::Now),
+            ctime: Some(std::time::SystemTime::now()),
+        };
+        if b.setattr(ino, Some(fh), &set)?.perm != before {
+            self.notify.attributes_changed(ino);
+        }
+        Ok(())
     }
 }
 

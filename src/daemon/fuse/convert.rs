@@ -95,7 +95,8 @@ pub fn caller(req: &Request) -> Caller {
 /// so it is told from what the kernel sends it with: a change of owner or group (always
 /// flagged, for any caller), a change of size (flagged when the caller lacks
 /// `CAP_FSETID`), and the empty SETATTR the kernel sends to clear them before a
-/// `fallocate` or `copy_file_range` (likewise).
+/// `fallocate` or `copy_file_range` (likewise). Whether the caller has `CAP_FSETID` is
+/// asked later, and only of a file with a setid bit ([`killpriv::cleared`]).
 pub fn setattr_kill(who: &Caller, set: &crate::daemon::fs::SetAttr) -> Option<killpriv::Kill> {
     let chown = set.uid.is_some() || set.gid.is_some();
     let empty = set.mode.is_none()
@@ -105,9 +106,9 @@ pub fn setattr_kill(who: &Caller, set: &crate::daemon::fs::SetAttr) -> Option<ki
         && set.mtime.is_none()
         && set.ctime.is_none();
     if chown {
-        Some(killpriv::Kill::Chown(*who, killpriv::has_fsetid(who.pid)))
-    } else if (set.size.is_some() || empty) && !killpriv::has_fsetid(who.pid) {
-        Some(killpriv::Kill::Modified(*who))
+        Some(killpriv::Kill::Chown(*who))
+    } else if set.size.is_some() || empty {
+        Some(killpriv::Kill::Truncated(*who))
     } else {
         None
     }

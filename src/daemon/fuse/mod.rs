@@ -32,7 +32,9 @@ use std::time::SystemTime;
 impl<B: Backend> Filesystem for Adapter<B> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let passthrough = self.backend.passthrough_probe().is_some();
-        self.kills = kernel_config(config, self.adopt.as_ref(), passthrough);
+        let granted = kernel_config(config, self.adopt.as_ref(), passthrough);
+        self.kills = granted.contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        self.atomic_trunc = granted.contains(InitFlags::FUSE_ATOMIC_O_TRUNC);
         Ok(())
     }
 
@@ -208,10 +210,17 @@ impl<B: Backend> Filesystem for Adapter<B> {
         )
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let _pass = self.gate.pass();
         let r = self.guard("open", |b| {
             let o = b.open(ino.0, flags.0)?;
+            // Only with `ATOMIC_O_TRUNC` does the kernel leave O_TRUNC in an OPEN.
+            if self.atomic_trunc && flags.0 & libc::O_TRUNC != 0 {
+                self.truncate_opened(b, &caller(req), ino.0, o.fh)
+                    .inspect_err(|_| {
+                        let _ = b.release(ino.0, o.fh);
+                    })?;
+            }
             Ok((o.fh, self.io.open(b, ino.0, o.fh, flags.0, o.keep_cache)))
         });
         answer!(reply, r, |(fh, c)| match c.backing {

@@ -145,14 +145,22 @@ pub fn take_over<B: Backend>(
     })
 }
 
-/// Kernel features asked for at `init`; returns whether clearing setid bits is ours
-/// (`HANDLE_KILLPRIV_V2` in force).
+/// Kernel features asked for at `init`; returns those in force (asked for and offered).
 ///
 /// `HANDLE_KILLPRIV_V2`: the kernel then stops asking for `security.capability` before
 /// every write (one request per write instead of two) and leaves clearing setuid and
 /// setgid to the filesystem (`fs/killpriv.rs`; the SETATTR flag fuser 0.18 drops is told
 /// from the request, `convert::setattr_kill`). It still removes `security.capability`
 /// itself.
+///
+/// `ATOMIC_O_TRUNC` (with `HANDLE_KILLPRIV_V2` only): an `open(O_TRUNC)` of an existing
+/// file is one OPEN carrying the flag, which the adapter answers by truncating
+/// (`Adapter::truncate_opened`), instead of an OPEN and then a SETATTR of size 0: one
+/// round trip less per rewritten file (a build's outputs, a shell's `>`). The kernel
+/// still checks what a truncate checks and removes file capabilities itself
+/// (`do_truncate`, `setattr_prepare`: a REMOVEXATTR); setid bits are ours as for any
+/// truncate. Without `HANDLE_KILLPRIV_V2` the kernel would clear them by the very
+/// SETATTR this flag skips.
 ///
 /// `EXPORT_SUPPORT`: file handles (`open_by_handle_at`, NFS export, fanotify) of inodes
 /// the kernel has forgotten are decoded by asking the backend for `.` and `..`
@@ -170,10 +178,10 @@ pub fn kernel_config(
     config: &mut KernelConfig,
     adopt: Option<&Negotiated>,
     passthrough: bool,
-) -> bool {
+) -> InitFlags {
     if let Some(n) = adopt {
         adopt_negotiated(config, n);
-        return InitFlags::from_bits_retain(n.flags).contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        return InitFlags::from_bits_retain(n.flags) & config.capabilities();
     }
     let wanted = [
         InitFlags::FUSE_EXPORT_SUPPORT,
@@ -196,17 +204,25 @@ pub fn kernel_config(
         }
         let _ = config.set_max_stack_depth(1);
     }
-    let mut kills = false;
+    let mut granted = InitFlags::empty();
     for flag in wanted {
         match config.add_capabilities(flag) {
-            Ok(()) => kills |= flag == InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+            Ok(()) => granted |= flag,
             Err(_) => log::debug!("kernel does not offer {flag:?}"),
         }
+    }
+    // Without KILLPRIV_V2 the kernel clears setid bits by the SETATTR this flag skips.
+    if granted.contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+        && config
+            .add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC)
+            .is_ok()
+    {
+        granted |= InitFlags::FUSE_ATOMIC_O_TRUNC;
     }
     let _ = config.set_max_write(MAX_WRITE);
     let _ = config.set_max_background(64);
     let _ = config.set_congestion_threshold(48);
-    kills
+    granted
 }
 
 /// What a successor asks for: exactly what its connection negotiated, whatever this

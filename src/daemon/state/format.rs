@@ -23,6 +23,9 @@
 //! mount goes with the state, with the blocks its metadata holds there; no slot
 //! allocator nor block maps (`memory/data.rs`; an older state's data is copied in,
 //! `memory/legacy.rs`).
+//! Also from 4: the connection may have agreed to `FUSE_ATOMIC_O_TRUNC`
+//! (`fuse/options.rs`), which a build from before it would adopt without truncating in
+//! OPEN, so such a build must not take over (it does not read format 4).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

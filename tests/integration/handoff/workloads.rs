@@ -10,9 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 /// fio (crc32c verification of every block, random writes with fsyncs, O_DIRECT, as uid
-/// 1000 through a bind mount) and a writer that truncates, rewrites and fsyncs its file
-/// (reading it back each time), across 20 hand-offs in a row: no error, no verify
-/// failure.
+/// 1000 through a bind mount) and a writer that truncates (by an `O_TRUNC` open),
+/// rewrites and fsyncs its file (reading it back each time), across 20 hand-offs in a
+/// row: no error, no verify failure.
 fn fio_and_a_truncating_writer_across_twenty_handoffs(m: Medium) {
     let k = KubeletRoot::new();
     let v = k.setup(
@@ -55,7 +55,20 @@ fn fio_and_a_truncating_writer_across_twenty_handoffs(m: Medium) {
             let len = (round * 7919) % (1 << 20);
             let byte = (round % 251) as u8;
             let step = || -> std::io::Result<()> {
-                f.set_len(0)?;
+                // Emptied by an O_TRUNC open: with FUSE_ATOMIC_O_TRUNC the OPEN itself
+                // truncates, and so must every successor.
+                drop(
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .truncate(true)
+                        .open(&path)?,
+                );
+                let left = f.metadata()?.len();
+                if left != 0 {
+                    return Err(std::io::Error::other(format!(
+                        "round {round}: an O_TRUNC open left {left} bytes"
+                    )));
+                }
                 f.write_all_at(&vec![byte; len as usize], 0)?;
                 f.set_len(len + 4096)?; // a hole at the end
                 f.sync_all()?;

@@ -59,6 +59,27 @@ fn truncate_up_and_down(m: Medium) {
         .open(&p)
         .unwrap();
     assert_eq!((meta(&p).len(), meta(&p).blocks()), (0, 0));
+    // Even of an empty file, an O_TRUNC open moves the modification and change times
+    // (with FUSE_ATOMIC_O_TRUNC the daemon truncates in OPEN, and must do so too).
+    let times = |p: &std::path::Path| {
+        let m = meta(p);
+        ((m.mtime(), m.mtime_nsec()), (m.ctime(), m.ctime_nsec()))
+    };
+    let before = times(&p);
+    sleep_tick();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    let after = times(&p);
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "{before:?} -> {after:?}"
+    );
+    f.write_all(b"again").unwrap();
+    drop(f);
+    assert_eq!(fs::read(&p).unwrap(), b"again");
     assert_eq!(
         errno(OpenOptions::new().write(true).open(&v.mnt).map(|_| ())),
         libc::EISDIR
