@@ -1,15 +1,17 @@
 //! The HugePages media: setup mounts the kernel's hugetlbfs with a hard size. Each test
-//! reserves pages through `nr_hugepages` and gives them back, one test at a time.
+//! reserves pages through `nr_hugepages` and gives them back, one test at a time on the
+//! machine: nextest runs each test in a process of its own, so they take turns by an
+//! `flock` of one file, not by a lock of the process.
 
 use crate::harness::*;
 use crate::kubelet::*;
 use std::fs;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 
 const PAGE: usize = 2 << 20;
 const SYSFS: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB";
-static POOL_LOCK: Mutex<()> = Mutex::new(());
+/// The file whose `flock` a test holds while it changes the pool.
+const POOL_LOCK: &str = "/tmp/emptydirfs-tests-hugepages.lock";
 
 fn counter(name: &str) -> u64 {
     fs::read_to_string(format!("{SYSFS}/{name}"))
@@ -22,12 +24,14 @@ fn counter(name: &str) -> u64 {
 /// `pages` more 2 MiB pages in the pool while it lives; the old size restored on drop.
 struct Pool {
     before: u64,
-    _one_at_a_time: MutexGuard<'static, ()>,
+    /// Locked (`flock`) while the pool is ours; unlocked when closed.
+    _one_at_a_time: fs::File,
 }
 
 impl Pool {
     fn reserve(pages: u64) -> Pool {
-        let guard = POOL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = fs::File::create(POOL_LOCK).unwrap();
+        guard.lock().unwrap();
         let before = counter("nr_hugepages");
         let pool = Pool {
             before,

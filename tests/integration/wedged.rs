@@ -84,10 +84,32 @@ pub fn stop_daemon(pid: u32) {
 
 /// Fails if a process of the control side started by this test (an `emptydirfs`
 /// command or plugin that is not a daemon, anywhere below this test process), or this
-/// test process itself, has a thread in uninterruptible sleep: such a thread is waiting
-/// for a daemon that may never answer, and its process could not exit.
+/// test process itself, has a thread in uninterruptible sleep that stays there: such a
+/// thread is waiting for a daemon that may never answer, and its process could not exit.
+/// A thread seen in that state only for a moment (a process paging its binary in from a
+/// busy disk, a child between fork and exec) is not stuck: a thread counts if it is in
+/// it at every look for [`STUCK_FOR`].
 pub fn assert_nothing_of_ours_is_stuck() {
+    let deadline = std::time::Instant::now() + STUCK_FOR;
+    let mut stuck = threads_in_uninterruptible_sleep();
+    while !stuck.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = threads_in_uninterruptible_sleep();
+        stuck.retain(|(tid, _)| now.iter().any(|(t, _)| t == tid));
+    }
+    if let Some((tid, what)) = stuck.first() {
+        panic!("thread {tid} stayed in uninterruptible sleep for {STUCK_FOR:?}: {what}");
+    }
+}
+
+/// How long a thread must stay in uninterruptible sleep to be stuck.
+const STUCK_FOR: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The threads of our processes (see above) in uninterruptible sleep now: their ids,
+/// with what they are.
+fn threads_in_uninterruptible_sleep() -> Vec<(String, String)> {
     let me = std::process::id();
+    let mut found = Vec::new();
     for pid in descendants(me).into_iter().chain([me]) {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         if pid != me && !comm.starts_with("emptydirfs") {
@@ -105,15 +127,16 @@ pub fn assert_nothing_of_ours_is_stuck() {
             let state = stat
                 .rsplit_once(')')
                 .and_then(|(_, r)| r.trim_start().chars().next());
-            assert_ne!(
-                state,
-                Some('D'),
-                "thread {} of process {pid} ({}) is in uninterruptible sleep: {stat}",
-                t.file_name().to_string_lossy(),
-                comm.trim()
-            );
+            if state == Some('D') {
+                let wchan = std::fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
+                found.push((
+                    format!("{pid}/{}", t.file_name().to_string_lossy()),
+                    format!("process {pid} ({}), waiting in {wchan}: {stat}", comm.trim()),
+                ));
+            }
         }
     }
+    found
 }
 
 /// Every process below `root` (children, their children, ...).

@@ -34,6 +34,9 @@ fn descriptors_opened_before_keep_working(m: Medium) {
     mapped.set_len(8192).unwrap();
     let mut map = Mapping::of(&mapped, 8192, true);
     map.bytes_mut()[..6].copy_from_slice(b"mapped");
+    // Written back now: a disk volume charges the page when the kernel writes it back
+    // (on its own, whenever: maybe during the hand-off, after `df_before`).
+    mapped.sync_all().unwrap();
     // A directory half listed.
     std::fs::create_dir(v.join("d")).unwrap();
     for i in 0..200 {
