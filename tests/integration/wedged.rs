@@ -131,7 +131,10 @@ fn threads_in_uninterruptible_sleep() -> Vec<(String, String)> {
                 let wchan = std::fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
                 found.push((
                     format!("{pid}/{}", t.file_name().to_string_lossy()),
-                    format!("process {pid} ({}), waiting in {wchan}: {stat}", comm.trim()),
+                    format!(
+                        "process {pid} ({}), waiting in {wchan}: {stat}",
+                        comm.trim()
+                    ),
                 ));
             }
         }

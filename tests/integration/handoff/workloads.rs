@@ -33,7 +33,10 @@ fn fio_and_a_truncating_writer_across_twenty_handoffs(m: Medium) {
                 "--bsrange=4k-64k",
                 "--size=16m",
                 "--numjobs=2",
-                "--loops=120",
+                // Until a minute has passed: a memory volume (passthrough) ends 120
+                // loops before twenty hand-offs.
+                "--loops=100000",
+                "--runtime=60",
                 "--fsync=32",
                 "--verify=crc32c",
                 "--do_verify=1",
