@@ -418,7 +418,7 @@ impl Data {
     /// Metadata blocks held (not counting the base).
     pub fn metadata_blocks(&self) -> u64 {
         let b = self.ballast.lock().unwrap_or_else(|e| e.into_inner());
-        b.1 - self.base
+        b.1.saturating_sub(self.base)
     }
 
     /// The volume's blocks: (the limit, used by data and metadata). Never waits for a
@@ -428,7 +428,7 @@ impl Data {
             Ok(st) => {
                 let total = st.f_blocks * st.f_frsize / BLOCK_SIZE;
                 let used = (st.f_blocks - st.f_bfree) * st.f_frsize / BLOCK_SIZE;
-                (total - self.base, used - self.base)
+                (total.saturating_sub(self.base), used.saturating_sub(self.base))
             }
             Err(e) => {
                 log::error!("statfs of the volume's data: {e}");
