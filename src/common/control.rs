@@ -41,6 +41,16 @@ pub struct DaemonStatus {
     pub pid: Option<u32>,
     /// `memory` or `disk`.
     pub medium: String,
+    /// What refuses the write that would cross the size limit: `tmpfs` (a memory
+    /// volume's own tmpfs, in the kernel, at `write(2)`) or `daemon` (each write reaches
+    /// the daemon, which reserves its blocks first). Both answer ENOSPC. Empty: an older
+    /// daemon that does not say.
+    pub limit_kept_by: String,
+    /// Who moves file data: `kernel` (FUSE passthrough for reads, writes and mappings),
+    /// `kernel reads` (passthrough for reads, writes through the daemon) or `daemon`
+    /// (the kernel refused passthrough: every read and write is a request). Empty: an
+    /// older daemon.
+    pub data_path: String,
     /// Hand-offs the volume went through before this daemon.
     pub handoffs: Option<u64>,
     /// Bytes: the volume's size as `df` shows it (its limit, or without one what it
@@ -64,6 +74,14 @@ impl DaemonStatus {
         put("version", self.version.clone());
         put("build", self.build.clone());
         put("medium", self.medium.clone());
+        for (k, v) in [
+            ("limit_kept_by", &self.limit_kept_by),
+            ("data_path", &self.data_path),
+        ] {
+            if !v.is_empty() {
+                put(k, v.clone());
+            }
+        }
         let nums = [
             ("pid", self.pid.map(u64::from)),
             ("handoffs", self.handoffs),
@@ -92,6 +110,8 @@ impl DaemonStatus {
             build: get("build").unwrap_or_default(),
             pid: field(text, "pid").and_then(|v| v.parse().ok()),
             medium: get("medium").unwrap_or_default(),
+            limit_kept_by: get("limit_kept_by").unwrap_or_default(),
+            data_path: get("data_path").unwrap_or_default(),
             handoffs: num("handoffs"),
             size_bytes: num("size_bytes"),
             used_bytes: num("used_bytes"),
@@ -167,6 +187,8 @@ mod tests {
             build: "0.1.0+abc".into(),
             pid: Some(42),
             medium: "disk".into(),
+            limit_kept_by: "daemon".into(),
+            data_path: "kernel reads".into(),
             handoffs: Some(2),
             size_bytes: Some(64 << 20),
             used_bytes: Some(4096),
@@ -181,8 +203,13 @@ mod tests {
         // An older daemon's answer: what it does not say is unknown.
         let old = DaemonStatus::parse("version=0.1.0\nbuild=x\nhandoffs=1\npid=7\nmedium=memory\n");
         assert_eq!(
-            (old.handoffs, old.pid, old.used_bytes),
-            (Some(1), Some(7), None)
+            (
+                old.handoffs,
+                old.pid,
+                old.used_bytes,
+                old.limit_kept_by.as_str()
+            ),
+            (Some(1), Some(7), None, "")
         );
     }
 }

@@ -125,6 +125,7 @@ fn a_huge_pages_volume_is_hugetlbfs_with_a_hard_size() {
     assert_eq!(json_u64(&s, "size_limit"), Some(4 << 20));
     assert_eq!(json_u64(&s, "used_bytes"), Some(4 << 20));
     assert_eq!(json_u64(&s, "pid"), None, "no daemon");
+    assert_eq!(json_str(&s, "limit_kept_by"), "hugetlbfs");
     // Plain HugePages is the default page size, here 2Mi: the same volume. Its pages are
     // in use, so the pool has none free: setting it up again still succeeds.
     assert_eq!(

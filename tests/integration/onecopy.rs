@@ -1,4 +1,5 @@
-//! One copy of a disk volume's data in the node's page cache: files opened read-only are
+//! One copy of a volume's data in the node's memory. A memory volume's data is its tmpfs's
+//! pages alone. A disk volume's is in the node's page cache once: files opened read-only are
 //! read (and mapped) by the kernel from the backing file, files opened for writing go
 //! to the daemon without FUSE's page cache. What a user sees must not change: every mix
 //! of opens on one file works and reads what was written, mappings included, and the
@@ -48,6 +49,36 @@ fn a_disk_file_written_and_read_is_cached_once() {
         "the backing file's pages hold the data: {} of {pages}",
         cached_pages(&backing)
     );
+}
+
+/// A memory volume's data is its own tmpfs's pages and nothing else: written, read and
+/// mapped through the volume (the kernel's passthrough to the tmpfs file), no page lands
+/// in FUSE's own cache, and `df` counts the data once.
+#[test]
+fn a_memory_file_written_read_and_mapped_is_held_once() {
+    let v = Volume::start(Medium::Memory, &["--size-limit", "64Mi"]);
+    let before = v.used();
+    let data = pattern(16 << 20, 3);
+    let p = v.path("f");
+    let mut w = File::create(&p).unwrap();
+    w.write_all(&data).unwrap();
+    assert_eq!(cached_pages(&w), 0, "writing kept no page of FUSE's own");
+    let r = File::open(&p).unwrap();
+    let mut back = Vec::new();
+    (&r).read_to_end(&mut back).unwrap();
+    assert!(back == data, "read back what was written");
+    let rw = open_rw(&p);
+    let mut map = Mapping::of(&rw, data.len(), true);
+    assert!(map.bytes() == &data[..], "mapped what was written");
+    map.bytes_mut()[..4096].fill(9);
+    map.sync();
+    let mut first = vec![0; 4096];
+    r.read_exact_at(&mut first, 0).unwrap();
+    assert_eq!(first, vec![9; 4096], "a read sees what the mapping wrote");
+    for f in [&w, &r, &rw] {
+        assert_eq!(cached_pages(f), 0, "no page of FUSE's own");
+    }
+    assert_eq!(v.used() - before, 16 << 20, "df counts the data once");
 }
 
 /// One open file of the mixes test.

@@ -66,11 +66,24 @@ fn setup_serves_a_volume_and_teardown_leaves_nothing(m: Medium) {
         "used {used}"
     );
     assert_eq!(json_u64(&s, "inodes_used"), Some(2));
+    // Who keeps the limit and moves the data, as the daemon says (on a kernel with
+    // passthrough, as here): the memory volume's own tmpfs, at write(2); the disk
+    // volume's daemon, which every write reaches.
+    let (kept_by, data_path) = match m {
+        Medium::Memory => ("tmpfs", "kernel"),
+        Medium::Disk => ("daemon", "kernel reads"),
+    };
+    assert_eq!(json_str(&s, "limit_kept_by"), kept_by);
+    assert_eq!(json_str(&s, "data_path"), data_path);
     let pid = json_u64(&s, "pid").unwrap() as u32;
     assert_eq!(k.daemons(), vec![pid]);
     let table = String::from_utf8(k.run(&["status"]).stdout).unwrap();
     assert!(
-        table.contains("scratch") && table.contains("8.0Mi") && table.contains("serving"),
+        table.contains("scratch")
+            && table.contains("8.0Mi")
+            && table.contains("KEPT BY")
+            && table.contains(kept_by)
+            && table.contains("serving"),
         "{table}"
     );
 

@@ -102,7 +102,13 @@ impl Metrics {
                 Health::Serving(..) => Some(0),
                 _ => None,
             };
-            builds.push(p.daemon.as_ref().map(|d| d.build.clone()));
+            builds.push(p.daemon.as_ref().map(|d| {
+                (
+                    d.build.clone(),
+                    d.limit_kept_by.clone(),
+                    d.data_path.clone(),
+                )
+            }));
             rows.push([
                 r.spec.size_limit.or(c.and_then(|c| c.size)),
                 c.and_then(|c| c.used_bytes),
@@ -135,11 +141,17 @@ impl Metrics {
         let info = "emptydirfs_volume_daemon_info";
         let _ = writeln!(
             out,
-            "# HELP {info} The build of the volume's daemon.\n# TYPE {info} gauge"
+            "# HELP {info} The build of the volume's daemon, what keeps its size limit (tmpfs: the kernel, at write(2); daemon: each write reserved by the daemon) and who moves its data (kernel: passthrough; kernel reads; daemon).\n# TYPE {info} gauge"
         );
-        for (build, l) in builds.iter().zip(&labels) {
-            if let Some(b) = build {
-                let _ = writeln!(out, "{info}{{{l},build=\"{}\"}} 1", escape(b));
+        for (daemon, l) in builds.iter().zip(&labels) {
+            if let Some((build, kept, data)) = daemon {
+                let _ = writeln!(
+                    out,
+                    "{info}{{{l},build=\"{}\",limit_kept_by=\"{}\",data_path=\"{}\"}} 1",
+                    escape(build),
+                    escape(kept),
+                    escape(data)
+                );
             }
         }
         let _ = writeln!(

@@ -69,6 +69,25 @@ impl VolumeStatus {
         Some(self.daemon.as_ref()?.build.as_str()).filter(|b| !b.is_empty())
     }
 
+    /// What refuses the write that would cross the size limit: `hugetlbfs`, `tmpfs` (a
+    /// memory volume's own, in the kernel) or `daemon` (a disk volume's daemon reserves
+    /// each write); `None` while its daemon does not say.
+    pub fn limit_kept_by(&self) -> Option<&str> {
+        if let Some(VolumeMedium::HugePages(_)) = self.spec.as_ref().map(|s| s.medium) {
+            return Some("hugetlbfs");
+        }
+        Some(self.daemon.as_ref()?.limit_kept_by.as_str()).filter(|k| !k.is_empty())
+    }
+
+    /// Who moves file data: `kernel` (hugetlbfs, or FUSE passthrough for everything),
+    /// `kernel reads` (writes through the daemon) or `daemon`.
+    pub fn data_path(&self) -> Option<&str> {
+        if let Some(VolumeMedium::HugePages(_)) = self.spec.as_ref().map(|s| s.medium) {
+            return Some("kernel");
+        }
+        Some(self.daemon.as_ref()?.data_path.as_str()).filter(|k| !k.is_empty())
+    }
+
     /// Hand-offs the volume went through.
     pub fn handoffs(&self) -> Option<u64> {
         self.daemon.as_ref()?.handoffs
@@ -201,8 +220,8 @@ fn human(n: Option<u64>) -> String {
 pub fn render_table(volumes: &[VolumeStatus]) -> String {
     let mut rows = vec![
         [
-            "POD UID", "VOLUME", "MEDIUM", "LIMIT", "USED", "INODES", "PID", "DAEMON", "HANDOFFS",
-            "HEALTH",
+            "POD UID", "VOLUME", "MEDIUM", "LIMIT", "KEPT BY", "USED", "INODES", "PID", "DAEMON",
+            "HANDOFFS", "HEALTH",
         ]
         .map(String::from),
     ];
@@ -240,6 +259,7 @@ pub fn render_table(volumes: &[VolumeStatus]) -> String {
             v.name.clone(),
             medium,
             limit,
+            v.limit_kept_by().unwrap_or("-").to_string(),
             human(v.used_bytes()),
             inodes,
             pids,
@@ -248,7 +268,7 @@ pub fn render_table(volumes: &[VolumeStatus]) -> String {
             v.health_label(),
         ]);
     }
-    let widths: Vec<usize> = (0..10)
+    let widths: Vec<usize> = (0..11)
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -290,12 +310,14 @@ pub fn render_json(volumes: &[VolumeStatus]) -> String {
             let medium = v.spec.as_ref().map_or("null".into(), |s| json_str(&s.medium.kubernetes_name()));
             let pid = v.pids.first().map(|p| u64::from(*p));
             format!(
-                "{{\"pod_uid\":{},\"volume\":{},\"path\":{},\"medium\":{},\"size_limit\":{},\"used_bytes\":{},\"inode_limit\":{},\"inodes_used\":{},\"pid\":{},\"daemon_version\":{},\"handoffs\":{},\"health\":{},\"health_detail\":{},\"not_answering_seconds\":{},\"requests_waiting\":{},\"ready\":{},\"deleting\":{}}}",
+                "{{\"pod_uid\":{},\"volume\":{},\"path\":{},\"medium\":{},\"size_limit\":{},\"limit_kept_by\":{},\"data_path\":{},\"used_bytes\":{},\"inode_limit\":{},\"inodes_used\":{},\"pid\":{},\"daemon_version\":{},\"handoffs\":{},\"health\":{},\"health_detail\":{},\"not_answering_seconds\":{},\"requests_waiting\":{},\"ready\":{},\"deleting\":{}}}",
                 json_str(&v.pod_uid),
                 json_str(&v.name),
                 json_str(&v.path.to_string_lossy()),
                 medium,
                 json_num(v.size_limit()),
+                v.limit_kept_by().map_or("null".into(), json_str),
+                v.data_path().map_or("null".into(), json_str),
                 json_num(v.used_bytes()),
                 json_num(v.inode_limit()),
                 json_num(v.inodes_used()),

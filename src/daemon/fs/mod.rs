@@ -193,6 +193,12 @@ pub trait Backend: Send + Sync + 'static {
     fn passthrough_writes(&self) -> bool {
         false
     }
+    /// What refuses a write that would cross the size limit, for `status`: `daemon` (every
+    /// write reaches the backend, which reserves first) unless the backing filesystem
+    /// keeps the limit itself (`tmpfs`: [`Backend::passthrough_writes`]).
+    fn limit_kept_by(&self) -> &'static str {
+        "daemon"
+    }
     /// The daemon exits with no successor (a signal, the volume unmounted), after its last
     /// request: what would outlive it goes now. A memory volume's data would, in files the
     /// kernel still reads and writes for a process that holds one open (passthrough): it

@@ -125,6 +125,17 @@ impl IoModes {
         self.device.get().is_some()
     }
 
+    /// Who moves file data, for `status`: `kernel` (passthrough for every open),
+    /// `kernel reads` (writes served direct, through the daemon) or `daemon` (no
+    /// passthrough: every open cached, every read and write a request).
+    pub fn data_path<B: Backend>(&self, backend: &B) -> &'static str {
+        match (self.single_copy(), backend.passthrough_writes()) {
+            (true, true) => "kernel",
+            (true, false) => "kernel reads",
+            (false, _) => "daemon",
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -114,6 +114,8 @@ fn status<B: Transfer>(d: &Daemon<B>) -> DaemonStatus {
         build: crate::common::build().into(),
         pid: Some(std::process::id()),
         medium: d.backend.medium().into(),
+        limit_kept_by: d.backend.limit_kept_by().into(),
+        data_path: d.io.data_path(&*d.backend).into(),
         handoffs: Some(d.handoffs),
         size_bytes: Some(bytes(st.blocks)),
         used_bytes: Some(bytes(st.blocks - st.blocks_free.min(st.blocks))),

@@ -428,7 +428,10 @@ impl Data {
             Ok(st) => {
                 let total = st.f_blocks * st.f_frsize / BLOCK_SIZE;
                 let used = (st.f_blocks - st.f_bfree) * st.f_frsize / BLOCK_SIZE;
-                (total.saturating_sub(self.base), used.saturating_sub(self.base))
+                (
+                    total.saturating_sub(self.base),
+                    used.saturating_sub(self.base),
+                )
             }
             Err(e) => {
                 log::error!("statfs of the volume's data: {e}");

@@ -453,6 +453,9 @@ impl Backend for MemoryFs {
     fn passthrough_writes(&self) -> bool {
         true
     }
+    fn limit_kept_by(&self) -> &'static str {
+        "tmpfs"
+    }
     fn end(&self) {
         let files: Vec<Ino> = self
             .table

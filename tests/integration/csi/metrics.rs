@@ -70,6 +70,15 @@ fn metrics_show_each_volume_against_its_limits_and_the_calls() {
         value(&text, "emptydirfs_volume_daemon_up", &labels),
         Some(1)
     );
+    assert_eq!(
+        value(
+            &text,
+            "emptydirfs_volume_daemon_info",
+            "limit_kept_by=\"tmpfs\",data_path=\"kernel\""
+        ),
+        Some(1),
+        "a memory volume's limit is kept by its tmpfs, its data moved by the kernel: {text}"
+    );
     let calls = "emptydirfs_csi_calls_total";
     assert_eq!(
         value(&text, calls, "method=\"NodePublishVolume\",code=\"OK\""),
