@@ -293,7 +293,7 @@ def other_sections(args, data, out):
     data_mib = median(data, "rss-data", "memory")
     out(
         "Memory held by a fresh memory volume's daemon: its own pages (RssAnon + RssFile) "
-        "plus the volume's data file (a memfd, whose shmem pages VmRSS does not show); "
+        "plus the volume's data (the used blocks of its own tmpfs, whose shmem pages VmRSS does not show); "
         "idle 0.5 s after mounting; holding "
         f"{fmt(data_mib, 'MB/s')} MiB of random data written in one file (and fsync'ed); "
         "1.5 s after that file is deleted."
