@@ -1,8 +1,8 @@
 //! One pod's setups and teardowns run one at a time, and never through a symlink.
 
 use super::layout::Layout;
-use crate::control::volume::dirs::{Created, DirLock, check_is_dir, is_mount_point};
-use crate::error::{Failure, failed};
+use crate::control::volume::dirs::{Created, DirLock, is_mount_point};
+use crate::error::{Failure, failed, invalid};
 use std::path::Path;
 
 /// An exclusive lock on a pod's directory: setups and teardowns of one pod's volumes run
@@ -40,13 +40,18 @@ pub fn check_layout(l: &Layout) -> Result<(), Failure> {
 }
 
 /// Refuses a layout directory that is not a real directory. A mount point (the volume's,
-/// when mounted) is one and is not looked at (`check_is_dir`).
+/// when mounted) is one and is not looked at. One look: a directory a concurrent
+/// teardown removes meanwhile is absent, not an error.
 fn check_dir_if_present(path: &Path) -> Result<bool, Failure> {
     if is_mount_point(path) {
         return Ok(true);
     }
     match std::fs::symlink_metadata(path) {
-        Ok(_) => check_is_dir(path).map(|()| true),
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(_) => Err(invalid(format!(
+            "{} exists and is not a directory; refusing to use it",
+            path.display()
+        ))),
         Err(_) => Ok(false),
     }
 }
