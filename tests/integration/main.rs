@@ -40,6 +40,7 @@ pub mod handoff;
 mod hostile;
 mod hugepages;
 mod inprocess;
+mod kernel;
 mod killpriv;
 mod kubelet;
 mod limits;
