@@ -17,6 +17,8 @@
 //! - `fuse`: the thin adapter from fuser's `Filesystem` to any backend, the mount
 //!   options and kernel features;
 //! - `state`: the state a successor reads (a leaf: `fuse` and the media write it);
+//! - `journal`: an append-only log in a memfd that outlives its writer, for a successor
+//!   after a crash (issue 22; a leaf, not used yet);
 //! - `handoff`: the hand-off protocol, predecessor and successor sides;
 //! - `serve`: the `serve` command: mount point checks, mounting, signals, shutdown;
 //! - `fault`: test-only fault injection.
