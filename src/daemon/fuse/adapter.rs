@@ -2,9 +2,11 @@
 //! its panic containment ([`Adapter::guard`]) and the helpers that turn a backend's
 //! answer into fuser's reply. The requests themselves are in `mod.rs`.
 
-use super::convert::{attr, errno, generation};
+use super::convert::{self, errno, generation};
 use super::{Gate, IoModes, Negotiated, notify};
-use crate::daemon::fs::{Backend, Caller, Fh, Ino, Result, SetAttr, SetTime, killpriv};
+use crate::daemon::fs::{
+    Attr, BLOCK_SIZE, Backend, Caller, Fh, Ino, Result, SetAttr, SetTime, killpriv,
+};
 use fuser::*;
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -17,6 +19,9 @@ use std::time::Duration;
 /// mount), and the kernel updates or drops what it caches on each change it makes, so
 /// the cache can be trusted long: each lookup or getattr saved is a round trip.
 pub(super) const TTL: Duration = Duration::from_secs(60);
+/// `st_blksize` of a regular file whose writes are requests: coreutils' own I/O size
+/// (`io_blksize`), an eighth of the largest write request (`MAX_WRITE`, 1 MiB).
+pub(super) const REQUEST_IO_BLOCK: u32 = 128 << 10;
 
 thread_local! {
     /// Per-thread buffer for read replies, so reads do not allocate.
@@ -56,6 +61,28 @@ impl<B: Backend> Adapter<B> {
             adopt,
             kills: false,
             atomic_trunc: false,
+        }
+    }
+
+    /// The attributes the kernel is told, with the `st_blksize` of a regular file:
+    /// programs size their writes by it (glibc's stdio buffers, coreutils). 4 KiB, as
+    /// tmpfs, where the kernel writes file data itself; [`REQUEST_IO_BLOCK`] where every
+    /// `write(2)` is a request to the daemon (a disk volume; any volume on a kernel
+    /// without passthrough), so that `sort -T` or a program's `fwrite` sends one request
+    /// per 128 KiB instead of one per 4 KiB.
+    pub(super) fn attr(&self, a: &Attr) -> fuser::FileAttr {
+        let io_block = if self.io.kernel_writes(&*self.backend) {
+            BLOCK_SIZE as u32
+        } else {
+            REQUEST_IO_BLOCK
+        };
+        convert::attr(a, io_block)
+    }
+
+    pub(super) fn entry(&self, reply: ReplyEntry, r: Result<Attr>) {
+        match r {
+            Ok(a) => reply.entry(&TTL, &self.attr(&a), generation(&a)),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -108,10 +135,6 @@ macro_rules! answer {
             Err(e) => $reply.error(errno(e)),
         }
     };
-}
-
-pub(super) fn entry(reply: ReplyEntry, r: Result<crate::daemon::fs::Attr>) {
-    answer!(reply, r, |a| reply.entry(&TTL, &attr(&a), generation(&a)))
 }
 
 pub(super) fn empty(reply: ReplyEmpty, r: Result<()>) {

@@ -16,7 +16,8 @@ pub fn kind(k: FileKind) -> FileType {
     }
 }
 
-pub fn attr(a: &Attr) -> FileAttr {
+/// `io_block`: the `st_blksize` a regular file shows (other kinds show the block size).
+pub fn attr(a: &Attr, io_block: u32) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
@@ -31,7 +32,10 @@ pub fn attr(a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: a.rdev,
-        blksize: crate::daemon::fs::BLOCK_SIZE as u32,
+        blksize: match a.kind {
+            FileKind::Regular => io_block,
+            _ => crate::daemon::fs::BLOCK_SIZE as u32,
+        },
         flags: 0,
     }
 }

@@ -136,6 +136,12 @@ impl IoModes {
         }
     }
 
+    /// Whether the kernel writes files' data itself (passthrough for writing too): then a
+    /// `write(2)` sends the daemon nothing.
+    pub fn kernel_writes<B: Backend>(&self, backend: &B) -> bool {
+        self.single_copy() && backend.passthrough_writes()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }

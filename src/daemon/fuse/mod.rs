@@ -22,8 +22,8 @@ pub use iomode::{IoModes, Mode};
 pub use options::{FSTYPE, Mounted, kernel_config, mount, take_over};
 
 use crate::daemon::fs::{Backend, DirEntry, SetAttr, killpriv};
-use adapter::{READ_BUF, TTL, empty, entry, xattr_reply};
-use convert::{attr, caller, errno, generation, time};
+use adapter::{READ_BUF, TTL, empty, xattr_reply};
+use convert::{caller, errno, generation, time};
 use fuser::*;
 use std::ffi::OsStr;
 use std::path::Path;
@@ -43,8 +43,8 @@ impl<B: Backend> Filesystem for Adapter<B> {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let _pass = self.gate.pass();
         match name.as_encoded_bytes() {
-            b"." => return entry(reply, self.guard("lookup", |b| b.lookup_self(parent.0))),
-            b".." => return entry(reply, self.guard("lookup", |b| b.lookup_parent(parent.0))),
+            b"." => return self.entry(reply, self.guard("lookup", |b| b.lookup_self(parent.0))),
+            b".." => return self.entry(reply, self.guard("lookup", |b| b.lookup_parent(parent.0))),
             _ => {}
         }
         match self.guard("lookup", |b| b.lookup(parent.0, name)) {
@@ -53,7 +53,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
             Err(e) if e == crate::daemon::fs::Errno::ENOENT => {
                 reply.entry(&TTL, &convert::absent(), Generation(0))
             }
-            r => entry(reply, r),
+            r => self.entry(reply, r),
         }
     }
 
@@ -70,7 +70,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let _pass = self.gate.pass();
         let r = self.guard("getattr", |b| b.getattr(ino.0));
-        answer!(reply, r, |a| reply.attr(&TTL, &attr(&a)))
+        answer!(reply, r, |a| reply.attr(&TTL, &self.attr(&a)))
     }
 
     fn setattr(
@@ -106,7 +106,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
             set.kill = convert::setattr_kill(&caller(req), &set);
         }
         let r = self.guard("setattr", |b| b.setattr(ino.0, fh.map(|f| f.0), &set));
-        answer!(reply, r, |a| reply.attr(&TTL, &attr(&a)))
+        answer!(reply, r, |a| reply.attr(&TTL, &self.attr(&a)))
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -126,7 +126,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         reply: ReplyEntry,
     ) {
         let _pass = self.gate.pass();
-        entry(
+        self.entry(
             reply,
             self.guard("mknod", |b| {
                 b.mknod(&caller(req), parent.0, name, mode, rdev)
@@ -144,7 +144,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         reply: ReplyEntry,
     ) {
         let _pass = self.gate.pass();
-        entry(
+        self.entry(
             reply,
             self.guard("mkdir", |b| b.mkdir(&caller(req), parent.0, name, mode)),
         )
@@ -170,7 +170,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
     ) {
         let _pass = self.gate.pass();
         let target = target.as_os_str();
-        entry(
+        self.entry(
             reply,
             self.guard("symlink", |b| {
                 b.symlink(&caller(req), parent.0, link_name, target)
@@ -204,7 +204,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
         reply: ReplyEntry,
     ) {
         let _pass = self.gate.pass();
-        entry(
+        self.entry(
             reply,
             self.guard("link", |b| b.link(ino.0, newparent.0, newname)),
         )
@@ -379,7 +379,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
                     bare = true;
                     return false;
                 };
-                let (g, a) = (generation(a), attr(a));
+                let (g, a) = (generation(a), self.attr(a));
                 let full = reply.add(INodeNo(e.ino), e.next_offset, e.name, &TTL, &a, g);
                 added += usize::from(!full);
                 !full
@@ -502,7 +502,13 @@ impl<B: Backend> Filesystem for Adapter<B> {
             Ok((a, o.fh, self.io.open(b, a.ino, o.fh, flags, o.keep_cache)))
         });
         answer!(reply, r, |(a, fh, c)| match c.backing {
-            None => reply.created(&TTL, &attr(&a), generation(&a), FileHandle(fh), c.flags),
+            None => reply.created(
+                &TTL,
+                &self.attr(&a),
+                generation(&a),
+                FileHandle(fh),
+                c.flags
+            ),
             Some(id) => {
                 // SAFETY: fuser's contract: `id` is open and belongs to this connection
                 // (`IoModes` opened it on it, or a predecessor did and handed it on), and
@@ -511,7 +517,7 @@ impl<B: Backend> Filesystem for Adapter<B> {
                 // which is sent just below; `into_raw` then takes the id back without
                 // closing it.
                 let id = unsafe { reply.wrap_backing(id) };
-                let (fh, g, a) = (FileHandle(fh), generation(&a), attr(&a));
+                let (fh, g, a) = (FileHandle(fh), generation(&a), self.attr(&a));
                 reply.created_passthrough(&TTL, &a, g, fh, c.flags, &id);
                 id.into_raw();
             }

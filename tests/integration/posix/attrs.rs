@@ -501,8 +501,43 @@ fn a_write_clears_setuid_at_once(m: Medium) {
     }
 }
 
+/// A regular file's `st_blksize`, the size programs buffer their writes by (glibc's
+/// stdio, coreutils): 4 KiB on memory, as tmpfs (the kernel writes the volume's tmpfs
+/// file itself), 128 KiB on disk (each `write(2)` is a request to the daemon), and what a
+/// stdio writer then writes in. Directories show 4 KiB.
+fn io_block_size_follows_who_writes(m: Medium) {
+    let v = Volume::start(m, &[]);
+    let p = v.path("f");
+    write_file(&p, b"x");
+    let want = match m {
+        Medium::Memory => 4096,
+        Medium::Disk => 128 << 10,
+    };
+    assert_eq!(meta(&p).blksize(), want);
+    fs::create_dir(v.path("d")).unwrap();
+    assert_eq!(meta(&v.path("d")).blksize(), 4096);
+    // A stdio writer: what it wrote reads back, whatever its buffer.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "seq 1 200000 | sort -r -o {}",
+            v.path("sorted").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sorted = fs::read_to_string(v.path("sorted")).unwrap();
+    assert_eq!(sorted.lines().count(), 200000);
+    assert_eq!(sorted.lines().next(), Some("99999"));
+}
+
 on_every_medium!(
     a_write_clears_setuid_at_once,
+    io_block_size_follows_who_writes,
     a_write_drops_file_capabilities,
     chmod_chown_and_ctime,
     utimensat_nanoseconds,
