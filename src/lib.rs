@@ -9,7 +9,8 @@
 //!   `upgrade`, `csi`): layouts, daemons started and stopped, health from outside;
 //! - [`common`]: the few names both need: the filesystem type, a build's identity, the
 //!   control socket and what is asked over it;
-//! - leaves both use: [`mounts`] (the mount table, unmounting), [`quantity`] (Kubernetes
+//! - leaves both use: [`mounts`] (the mount table, unmounting), [`fscontext`] (a
+//!   filesystem mounted nowhere), [`quantity`] (Kubernetes
 //!   quantities), [`error`] (failures and exit codes);
 //! - [`cli`]: arguments; `main.rs` only dispatches.
 //!
@@ -23,5 +24,6 @@ pub mod common;
 pub mod control;
 pub mod daemon;
 pub mod error;
+pub mod fscontext;
 pub mod mounts;
 pub mod quantity;

@@ -311,6 +311,10 @@ fn a_disk_volume_on_a_stopped_backing_filesystem_hangs_no_command() {
 
 #[test]
 fn teardown_of_a_disk_volume_on_a_stopped_backing_filesystem_ends_and_leaves_nothing() {
+    // fusectl is reached through a mount of our own, attached nowhere: the node's
+    // mount table stays as it was.
+    let fusectl = Path::new("/sys/fs/fuse/connections");
+    let fusectl_mounted = is_mounted(fusectl);
     let k = KubeletRoot::new();
     let src = TempDir::new("bindfs-src");
     let bindfs = Bindfs::mount(src.path(), &k.meta_dir("w").join("data"));
@@ -321,6 +325,11 @@ fn teardown_of_a_disk_volume_on_a_stopped_backing_filesystem_ends_and_leaves_not
     eventually("status to say the daemon is not answering", SLOW, || {
         json_str(&status_within(&k, "w"), "health") == "not answering"
     });
+    eventually(
+        "status to count the pod's request waiting in the kernel",
+        SLOW,
+        || json_u64(&status_within(&k, "w"), "requests_waiting").is_some_and(|n| n >= 1),
+    );
     let started = Instant::now();
     let out = run_within(
         &k,
@@ -351,6 +360,11 @@ fn teardown_of_a_disk_volume_on_a_stopped_backing_filesystem_ends_and_leaves_not
     // bindfs was detached below the meta dir, never entered.
     assert!(!is_mounted(&bindfs.mnt));
     k.assert_gone("w");
+    assert_eq!(
+        is_mounted(fusectl),
+        fusectl_mounted,
+        "fusectl's place in the mount table"
+    );
 }
 
 /// A workload of a pod: files written, checksummed, renamed, some removed, in `dir`, as

@@ -2,55 +2,71 @@
 //! device number of a FUSE mount): how many requests the kernel holds for a volume's
 //! daemon (`waiting`), and ending a connection whose daemon is dead or wedged (`abort`).
 //! Reading or writing these never enters the volume, so it never waits for its daemon.
+//! The control side reaches them through a fusectl of its own, mounted nowhere: the
+//! node's mount table is left as it was found.
 //!
 //! Aborting a connection fails every request of it at once (`ECONNABORTED` for those a
 //! daemon had read, `ENOTCONN` for the rest and for everything after): the pod's
 //! processes see errors instead of hanging, and a Memory volume's data is gone with it.
 
+use crate::fscontext::FsContext;
 use crate::mounts;
-use std::ffi::CString;
-use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::ffi::{CStr, CString};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::OnceLock;
 
+/// Where a node's init system mounts fusectl.
 const DIR: &str = "/sys/fs/fuse/connections";
 
-/// Mounts fusectl where the kernel expects it, if nothing is there yet (a node's init
-/// system usually has; a container or a bare machine may not).
-fn ensure_mounted() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let dir = Path::new(DIR);
-        match mounts::mounted_at(dir) {
-            Ok(Some(_)) => {}
-            Ok(None) if dir.is_dir() => {
-                if let Err(e) = mounts::mount("fusectl", dir, "fusectl", "") {
-                    log::warn!(
-                        "mounting fusectl on {DIR}: {e}; requests waiting for a daemon are not counted"
-                    );
-                }
+/// fusectl's root for this process: a fusectl mounted nowhere (made once), so that
+/// nothing is added to the node's mount table; where the kernel refuses one, the node's
+/// own mount at [`DIR`] if there is one. `None`: no fusectl at all (requests waiting are
+/// not counted, connections cannot be aborted).
+fn root() -> Option<BorrowedFd<'static>> {
+    static ROOT: OnceLock<Option<OwnedFd>> = OnceLock::new();
+    let attrs = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC;
+    ROOT.get_or_init(|| {
+        let private = FsContext::open(c"fusectl").and_then(|fs| fs.mount(attrs));
+        match private {
+            Ok(fd) => Some(fd),
+            Err(e) if matches!(mounts::mounted_at(Path::new(DIR)), Ok(Some(_))) => {
+                log::debug!("a fusectl of our own: {e}; using {DIR}");
+                std::fs::File::open(DIR).ok().map(OwnedFd::from)
             }
-            Ok(None) => log::warn!("{DIR} is missing: the kernel has no fusectl"),
-            Err(e) => log::warn!("reading the mount table: {e}"),
+            Err(e) => {
+                log::warn!("no fusectl ({e}): requests waiting for a daemon are not counted");
+                None
+            }
         }
-    });
+    })
+    .as_ref()
+    .map(|fd| fd.as_fd())
 }
 
-fn connection(dev: (u32, u32)) -> PathBuf {
-    ensure_mounted();
-    Path::new(DIR).join(dev.1.to_string())
+/// Opens `path` below fusectl's root with `flags`.
+fn open_below(path: &str, flags: i32) -> Option<OwnedFd> {
+    let root = root()?;
+    let c = CString::new(path).ok()?;
+    open_at(root, &c, flags)
+}
+
+fn open_at(dir: BorrowedFd<'_>, name: &CStr, flags: i32) -> Option<OwnedFd> {
+    // SAFETY: `dir` is an open directory descriptor; `name` is a NUL-terminated string
+    // that outlives the call; the result is checked.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) };
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Requests sent to the daemon of the FUSE mount with device numbers `dev` and not yet
 /// answered (queued and being worked on); `None` if unknown.
 pub fn waiting(dev: (u32, u32)) -> Option<u64> {
-    std::fs::read_to_string(connection(dev).join("waiting"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    let fd = open_below(&format!("{}/waiting", dev.1), libc::O_RDONLY)?;
+    let mut text = String::new();
+    std::fs::File::from(fd).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
 }
 
 /// One FUSE connection's control directory, held open: it names that connection alone
@@ -62,38 +78,20 @@ pub struct Connection(OwnedFd);
 impl Connection {
     /// The connection of the FUSE mount with device numbers `dev`, if fusectl shows it.
     pub fn open(dev: (u32, u32)) -> Option<Connection> {
-        let path = CString::new(connection(dev).as_os_str().as_bytes()).ok()?;
-        // SAFETY: `path` is a valid C string; the result is checked.
-        let fd = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        // SAFETY: open returned a new descriptor that nothing else owns.
-        (fd >= 0).then(|| Connection(unsafe { OwnedFd::from_raw_fd(fd) }))
+        open_below(&dev.1.to_string(), libc::O_PATH | libc::O_DIRECTORY).map(Connection)
     }
 
     /// Ends the connection (see the module's comment for what it costs the pod). A
     /// connection already gone is no error.
     pub fn abort(&self) -> io::Result<()> {
-        // SAFETY: `self.0` is an open directory descriptor; the name is a C string.
-        let fd = unsafe {
-            libc::openat(
-                self.0.as_raw_fd(),
-                c"abort".as_ptr(),
-                libc::O_WRONLY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
+        let Some(fd) = open_at(self.0.as_fd(), c"abort", libc::O_WRONLY) else {
             let e = io::Error::last_os_error();
             return match e.kind() {
                 io::ErrorKind::NotFound => Ok(()),
                 _ => Err(e),
             };
-        }
-        // SAFETY: openat returned a new descriptor that nothing else owns.
-        let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        };
+        let mut f = std::fs::File::from(fd);
         match f.write_all(b"1") {
             Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(()),
             r => r,

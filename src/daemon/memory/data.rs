@@ -30,18 +30,14 @@ use crate::daemon::backing::trouble::within_limit;
 use crate::daemon::fs::atime::Options;
 use crate::daemon::fs::{BLOCK_SIZE, Errno, Ino, Result};
 use crate::daemon::state::{FdTable, Reader, Refused, Writer};
+use crate::fscontext::FsContext;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 /// The file whose allocated pages are the metadata's share of the limit. Not a hex
 /// number, so never an inode's data file.
 const BALLAST: &CStr = c"metadata";
-
-/// `fsconfig` commands (`linux/mount.h`).
-const FSCONFIG_SET_STRING: u32 = 1;
-const FSCONFIG_CMD_CREATE: u32 = 6;
-const FSCONFIG_CMD_RECONFIGURE: u32 = 7;
 
 /// A data file's size, blocks and times.
 #[derive(Clone, Copy, Debug)]
@@ -71,75 +67,17 @@ fn name(ino: Ino) -> CString {
     CString::new(format!("{ino:x}")).expect("no NUL in a hex number")
 }
 
-fn fsconfig_string(fs: BorrowedFd<'_>, key: &CStr, value: &str) -> Result<()> {
-    let value = CString::new(value).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: `fs` is an open fs context; `key` and `value` are NUL-terminated strings
-    // that outlive the call, which only reads them.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_SET_STRING,
-            key.as_ptr(),
-            value.as_ptr(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(Errno::last());
-    }
-    Ok(())
-}
-
-fn fsconfig_command(fs: BorrowedFd<'_>, cmd: u32) -> Result<()> {
-    // SAFETY: `fs` is an open fs context; a command takes no key nor value.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            cmd,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(Errno::last());
-    }
-    Ok(())
-}
-
 /// A new tmpfs of `blocks` 4 KiB blocks and up to `inodes` inodes, mounted nowhere: the
 /// descriptor of its mount.
 fn new_tmpfs(blocks: u64, inodes: u64) -> Result<OwnedFd> {
-    // SAFETY: fsopen reads the NUL-terminated name and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), libc::FSOPEN_CLOEXEC) };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: `fd` was just returned to us, and is owned here alone.
-    let fs = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    fsconfig_string(fs.as_fd(), c"size", &(blocks * BLOCK_SIZE).to_string())?;
-    fsconfig_string(fs.as_fd(), c"nr_inodes", &inodes.to_string())?;
-    fsconfig_string(fs.as_fd(), c"mode", "0700")?;
-    // Whole 4 KiB pages, so the limit and every file's blocks count as the volume's do.
-    fsconfig_string(fs.as_fd(), c"huge", "never")?;
-    fsconfig_command(fs.as_fd(), FSCONFIG_CMD_CREATE)?;
+    let fs = FsContext::open(c"tmpfs")?;
+    fs.set(c"size", &(blocks * BLOCK_SIZE).to_string())?
+        .set(c"nr_inodes", &inodes.to_string())?
+        .set(c"mode", "0700")?
+        // Whole 4 KiB pages, so the limit and every file's blocks count as the volume's do.
+        .set(c"huge", "never")?;
     let attrs = libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC;
-    // SAFETY: `fs` is a created fs context; fsmount returns a new descriptor or -1.
-    let m = unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            fs.as_raw_fd(),
-            libc::FSMOUNT_CLOEXEC,
-            attrs,
-        )
-    };
-    if m < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: `m` was just returned to us, and is owned here alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(m as RawFd) })
+    Ok(fs.mount(attrs)?)
 }
 
 /// A `stat` time: `sec` may be negative (before 1970), `nsec` is always added.
@@ -367,23 +305,9 @@ impl Data {
     /// Sets the tmpfs's size to one page (size 0 would be unlimited).
     fn shrink_to_one_page(&self) -> Result<()> {
         let tree = self.mount.tree().ok_or(Errno::EIO)?;
-        // SAFETY: fspick reads the NUL-terminated empty path and returns a new
-        // descriptor or -1.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_fspick,
-                tree.as_raw_fd(),
-                c"".as_ptr(),
-                libc::FSPICK_EMPTY_PATH | libc::FSPICK_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(Errno::last());
-        }
-        // SAFETY: `fd` was just returned to us, and is owned here alone.
-        let fs = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        fsconfig_string(fs.as_fd(), c"size", &BLOCK_SIZE.to_string())?;
-        fsconfig_command(fs.as_fd(), FSCONFIG_CMD_RECONFIGURE)
+        let fs = FsContext::pick(tree.as_fd())?;
+        fs.set(c"size", &BLOCK_SIZE.to_string())?;
+        Ok(fs.reconfigure()?)
     }
 
     /// Reserves `blocks` of the limit for metadata: ENOSPC if they do not fit.
