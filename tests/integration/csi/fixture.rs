@@ -61,12 +61,23 @@ pub fn make_cgroup(dir: &Path) {
 
 /// Removes a cgroup tree deepest first, killing whatever still runs in it.
 pub fn remove_cgroup_tree(dir: &Path) {
-    if !dir.is_dir() {
-        return;
+    if let Err(e) = try_remove_cgroup_tree(dir) {
+        panic!("{e}");
     }
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.file_type().unwrap().is_dir() {
-            remove_cgroup_tree(&e.path());
+}
+
+/// As [`remove_cgroup_tree`], saying what could not be removed instead of panicking, so
+/// that a failure in one hierarchy does not keep the others from going.
+fn try_remove_cgroup_tree(dir: &Path) -> Result<(), String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(()); // gone already
+    };
+    let mut failed = Vec::new();
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir())
+            && let Err(why) = try_remove_cgroup_tree(&e.path())
+        {
+            failed.push(why);
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -78,16 +89,50 @@ pub fn remove_cgroup_tree(dir: &Path) {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         match std::fs::remove_dir(dir) {
-            Ok(()) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-            Err(e) if Instant::now() > deadline => panic!("removing cgroup {}: {e}", dir.display()),
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) if Instant::now() > deadline => {
+                failed.push(format!("removing cgroup {}: {e}", dir.display()));
+                break;
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
+/// Removes the cgroups of test processes that died without their `Drop` (killed by a
+/// signal, or by the test runner's deadline): `emptydirfs-test-<pid>-<n>` of a pid that
+/// no longer exists, in every hierarchy.
+fn remove_cgroups_of_dead_runs() {
+    for h in v1_hierarchies() {
+        let Ok(entries) = std::fs::read_dir(&h) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(rest) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("emptydirfs-test-"))
+            else {
+                continue;
+            };
+            let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
+            if pid.is_some_and(process_is_gone) {
+                remove_cgroup_tree(&e.path());
+            }
         }
     }
 }
 
 impl TestCgroups {
     pub fn new() -> TestCgroups {
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(remove_cgroups_of_dead_runs);
         TestCgroups {
             name: format!("emptydirfs-test-{}-{}", std::process::id(), unique()),
         }
@@ -147,9 +192,19 @@ impl TestCgroups {
 }
 
 impl Drop for TestCgroups {
+    /// Every hierarchy is tried, whatever fails in one; a test that passed then fails on
+    /// what was left.
     fn drop(&mut self) {
-        for h in v1_hierarchies() {
-            remove_cgroup_tree(&h.join(&self.name));
+        let failed: Vec<String> = v1_hierarchies()
+            .iter()
+            .filter_map(|h| try_remove_cgroup_tree(&h.join(&self.name)).err())
+            .collect();
+        if !failed.is_empty() {
+            if std::thread::panicking() {
+                eprintln!("left behind: {}", failed.join("; "));
+            } else {
+                panic!("left behind: {}", failed.join("; "));
+            }
         }
     }
 }

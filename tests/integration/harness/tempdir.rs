@@ -54,6 +54,15 @@ impl Drop for TempDir {
 }
 
 /// Unmounts and removes the temporary directories of test processes that are gone.
+/// Whether no process `pid` exists (a test binary that died without running its `Drop`s).
+pub fn process_is_gone(pid: i32) -> bool {
+    pid > 0
+        // SAFETY: kill with signal 0 only asks whether `pid` exists; it sends nothing and
+        // touches no memory.
+        && unsafe { libc::kill(pid, 0) } == -1
+        && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
 fn remove_dirs_of_dead_runs() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
@@ -68,12 +77,7 @@ fn remove_dirs_of_dead_runs() {
         let Some(pid) = name.rsplit('-').nth(1).and_then(|p| p.parse::<i32>().ok()) else {
             continue;
         };
-        let gone = pid > 0
-            // SAFETY: kill with signal 0 only asks whether `pid` exists; it sends nothing
-            // and touches no memory.
-            && unsafe { libc::kill(pid, 0) } == -1
-            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if gone {
+        if process_is_gone(pid) {
             // What it mounted there (a tmpfs, a loop ext4) was its own: drop it as it would have.
             drop(TempDir(e.path()));
         }
