@@ -7,13 +7,13 @@
 //! side finds the memfd among the daemon's descriptors (`/proc/<pid>/fd`, by its name)
 //! and reads it: no file on any disk is written, nothing in the volume is touched.
 
+use super::shared_map::SharedMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The memfd's name, as `/proc/<pid>/fd/<n>` links show it (`/memfd:<name> (deleted)`).
-const NAME: &str = "emptydirfs-heartbeat";
+const NAME: &std::ffi::CStr = c"emptydirfs-heartbeat";
 const LEN: usize = 8;
 
 /// Milliseconds of `CLOCK_BOOTTIME`: the same clock in every process of the node, never
@@ -29,66 +29,21 @@ pub fn boottime_ms() -> u64 {
 }
 
 /// The daemon's side: the mapped memfd.
-pub struct Heartbeat {
-    _fd: OwnedFd,
-    map: *mut AtomicU64,
-}
-
-// SAFETY: the mapping is only ever accessed through the `AtomicU64` it holds, and lives
-// as long as the `Heartbeat` (unmapped in drop).
-unsafe impl Send for Heartbeat {}
-// SAFETY: as above; atomic stores from several threads are sound.
-unsafe impl Sync for Heartbeat {}
+pub struct Heartbeat(SharedMap);
 
 impl Heartbeat {
     pub fn create() -> io::Result<Heartbeat> {
-        let name = std::ffi::CString::new(NAME).map_err(io::Error::other)?;
-        // SAFETY: `name` is a valid C string; the flags are valid.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: memfd_create returned a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: `fd` is an open memfd we own.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), LEN as libc::off_t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: mapping LEN bytes of a memfd of at least that size, shared; the result
-        // is checked before use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                LEN,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let hb = Heartbeat {
-            _fd: fd,
-            map: p.cast(),
-        };
+        let hb = Heartbeat(SharedMap::create(NAME, LEN)?);
         hb.beat();
         Ok(hb)
     }
 
     /// Says "alive now".
     pub fn beat(&self) {
-        // SAFETY: `map` points at LEN (8) mapped, page-aligned bytes for as long as
-        // `self` lives: a valid, aligned AtomicU64.
-        unsafe { (*self.map).store(boottime_ms(), Ordering::Relaxed) };
-    }
-}
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `create` mapped; nothing uses it afterwards.
-        unsafe { libc::munmap(self.map.cast(), LEN) };
+        // SAFETY: the mapping is LEN (8) page-aligned bytes for as long as `self` lives,
+        // used only as this one AtomicU64: a valid, aligned atomic.
+        let at = unsafe { &*self.0.as_ptr().cast::<AtomicU64>() };
+        at.store(boottime_ms(), Ordering::Relaxed);
     }
 }
 
@@ -96,7 +51,7 @@ impl Drop for Heartbeat {
 /// (an older build, no control socket) or is gone.
 pub fn silent_for(pid: u32) -> Option<Duration> {
     let dir = format!("/proc/{pid}/fd");
-    let wanted = format!("/memfd:{NAME}");
+    let wanted = format!("/memfd:{}", NAME.to_string_lossy());
     for entry in std::fs::read_dir(&dir).ok()?.flatten() {
         let Ok(target) = std::fs::read_link(entry.path()) else {
             continue;

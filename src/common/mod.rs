@@ -9,6 +9,7 @@
 //! - [`control`]: what is asked over it by the control side (`STATUS`) and its answer;
 //! - [`heartbeat`]: when a daemon's control thread last ran, readable while it cannot
 //!   answer;
+//! - [`shared_map`]: a memfd mapped shared (the heartbeat's, a daemon's journal);
 //! - [`serve_args`]: the `serve` command line, built by the control side, parsed by the
 //!   daemon;
 //! - [`umask`]: a umask of one thread's own (nothing changes the process-wide one).
@@ -16,6 +17,7 @@
 pub mod control;
 pub mod heartbeat;
 pub mod serve_args;
+pub mod shared_map;
 pub mod umask;
 pub mod wire;
 

@@ -16,9 +16,9 @@
 //! the memfd after: a SIGKILL at any instruction leaves the log as of its last commit,
 //! never a torn record. One writer at a time (`&mut self`).
 
+use crate::common::shared_map::SharedMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"EDFSJRNL");
@@ -43,17 +43,11 @@ pub struct Record<'a> {
     pub payload: &'a [u8],
 }
 
-/// A mapped log.
+/// A mapped log: [`HEADER`] plus the record area. Appends need `&mut self`; reads of
+/// committed bytes never race a writer of the same bytes.
 pub struct Journal {
-    fd: OwnedFd,
-    map: NonNull<u8>,
-    /// Bytes mapped: [`HEADER`] plus the record area.
-    len: usize,
+    map: SharedMap,
 }
-
-// SAFETY: the mapping is owned by the Journal (unmapped in drop); appends need `&mut
-// self` and reads of committed bytes never race a writer of the same bytes.
-unsafe impl Send for Journal {}
 
 fn round8(n: usize) -> usize {
     n.div_ceil(8) * 8
@@ -62,19 +56,9 @@ fn round8(n: usize) -> usize {
 impl Journal {
     /// A new, empty log with room for `capacity` bytes of records, in a memfd of its own.
     pub fn create(capacity: usize) -> io::Result<Journal> {
-        // SAFETY: memfd_create reads a static NUL-terminated name and takes integer flags.
-        let raw = unsafe { libc::memfd_create(c"emptydirfs-journal".as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: memfd_create returned a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let len = HEADER + round8(capacity);
-        // SAFETY: `fd` is an open memfd we own; a size is an integer.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let j = Journal::map(fd, len)?;
+        let map = SharedMap::create(c"emptydirfs-journal", len)?;
+        let j = Journal { map };
         j.put_u64(0, MAGIC);
         j.put_u64(8, u64::from(VERSION));
         j.put_u64(OFF_SIZE, (len - HEADER) as u64);
@@ -86,11 +70,12 @@ impl Journal {
     /// The log in `fd` (a memfd a predecessor wrote), checked.
     pub fn open(fd: OwnedFd) -> io::Result<Journal> {
         let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("journal: {why}"));
-        let len = std::fs::File::from(fd.try_clone()?).metadata()?.len() as usize;
+        let map = SharedMap::map(fd)?;
+        let len = map.bytes();
         if len < HEADER || !len.is_multiple_of(8) {
             return Err(bad("the memfd is not a journal's size"));
         }
-        let j = Journal::map(fd, len)?;
+        let j = Journal { map };
         if j.get_u64(0) != MAGIC || j.get_u64(8) != u64::from(VERSION) {
             return Err(bad("not a journal of this layout"));
         }
@@ -103,32 +88,9 @@ impl Journal {
         Ok(j)
     }
 
-    fn map(fd: OwnedFd, len: usize) -> io::Result<Journal> {
-        // SAFETY: mapping `len` bytes of a memfd of exactly that size, shared; the result
-        // is checked before use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Journal {
-            fd,
-            map: NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap gave NULL"))?,
-            len,
-        })
-    }
-
     /// The memfd, for the keeper and for a successor.
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.map.fd()
     }
 
     fn end(&self) -> &AtomicU64 {
@@ -159,7 +121,7 @@ impl Journal {
     pub fn append(&mut self, kind: u16, payload: &[u8]) -> Result<u64, Full> {
         let end = self.end().load(Ordering::Relaxed) as usize;
         let size = round8(RECORD_HEADER + payload.len());
-        if size > u32::MAX as usize || HEADER + end + size > self.len {
+        if size > u32::MAX as usize || HEADER + end + size > self.map.bytes() {
             return Err(Full);
         }
         let seq = self.get_u64(OFF_NEXT);
@@ -221,13 +183,6 @@ impl Journal {
             at += size;
             Some(Ok(Record { kind, seq, payload }))
         })
-    }
-}
-
-impl Drop for Journal {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `map` mapped; nothing borrows it past `self`.
-        unsafe { libc::munmap(self.map.as_ptr().cast(), self.len) };
     }
 }
 

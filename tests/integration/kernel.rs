@@ -12,11 +12,9 @@
 //! kernel sees when a process dies.
 
 use crate::harness::*;
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -82,28 +80,13 @@ impl Bare {
         let dir = TempDir::new("kernel");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
-        let keeper = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/fuse")
-            .unwrap();
-        let data = CString::new(format!(
+        let keeper = open_dev_fuse();
+        let data = format!(
             "fd={},rootmode=40000,user_id=0,group_id=0",
             keeper.as_raw_fd()
-        ))
-        .unwrap();
-        let target = CString::new(mnt.as_os_str().as_bytes()).unwrap();
-        // SAFETY: every pointer is a live NUL-terminated string; mount(2) only reads them.
-        let rc = unsafe {
-            libc::mount(
-                c"emptydirfs-probe".as_ptr(),
-                target.as_ptr(),
-                c"fuse.emptydirfs-probe".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV,
-                data.as_ptr().cast(),
-            )
-        };
-        assert_eq!(rc, 0, "mount: {}", io::Error::last_os_error());
+        );
+        emptydirfs::mounts::mount("emptydirfs-probe", &mnt, "fuse.emptydirfs-probe", &data)
+            .unwrap();
         let bare = Bare {
             keeper: Some(keeper),
             mnt,
@@ -166,12 +149,16 @@ impl Drop for Bare {
     }
 }
 
-fn clone_of(dev: &File) -> File {
-    let fd = std::fs::OpenOptions::new()
+fn open_dev_fuse() -> File {
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/fuse")
-        .unwrap();
+        .unwrap()
+}
+
+fn clone_of(dev: &File) -> File {
+    let fd = open_dev_fuse();
     let mut from = dev.as_raw_fd() as u32;
     // SAFETY: FUSE_DEV_IOC_CLONE reads one u32 (the descriptor to clone) from a live
     // local; `fd` is an open /dev/fuse descriptor we own.

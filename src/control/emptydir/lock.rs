@@ -1,8 +1,8 @@
 //! One pod's setups and teardowns run one at a time, and never through a symlink.
 
 use super::layout::Layout;
-use crate::control::volume::dirs::{Created, DirLock, is_mount_point};
-use crate::error::{Failure, failed, invalid};
+use crate::control::volume::dirs::{Created, DirLock, is_mount_point, not_a_directory};
+use crate::error::{Failure, failed};
 use std::path::Path;
 
 /// An exclusive lock on a pod's directory: setups and teardowns of one pod's volumes run
@@ -48,10 +48,7 @@ fn check_dir_if_present(path: &Path) -> Result<bool, Failure> {
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => Ok(true),
-        Ok(_) => Err(invalid(format!(
-            "{} exists and is not a directory; refusing to use it",
-            path.display()
-        ))),
+        Ok(_) => Err(not_a_directory(path)),
         Err(_) => Ok(false),
     }
 }

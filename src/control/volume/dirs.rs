@@ -63,12 +63,17 @@ pub fn check_is_dir(path: &Path) -> Result<(), Failure> {
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(invalid(format!(
-            "{} exists and is not a directory; refusing to use it",
-            path.display()
-        ))),
+        Ok(_) => Err(not_a_directory(path)),
         Err(e) => Err(failed(format!("{}: {e}", path.display()))),
     }
+}
+
+/// The refusal of a layout path that exists and is no directory (a file, a symlink).
+pub fn not_a_directory(path: &Path) -> Failure {
+    invalid(format!(
+        "{} exists and is not a directory; refusing to use it",
+        path.display()
+    ))
 }
 
 /// An exclusive `flock` on a directory, released on drop (or when the process dies, so a

@@ -129,10 +129,12 @@ impl IoModes {
     /// `kernel reads` (writes served direct, through the daemon) or `daemon` (no
     /// passthrough: every open cached, every read and write a request).
     pub fn data_path<B: Backend>(&self, backend: &B) -> &'static str {
-        match (self.single_copy(), backend.passthrough_writes()) {
-            (true, true) => "kernel",
-            (true, false) => "kernel reads",
-            (false, _) => "daemon",
+        if self.kernel_writes(backend) {
+            "kernel"
+        } else if self.single_copy() {
+            "kernel reads"
+        } else {
+            "daemon"
         }
     }
 
